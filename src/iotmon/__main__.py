@@ -1,0 +1,3 @@
+from iotmon.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""One bus interface, two implementations: Kafka (distributed) and in-process (embedded).
+
+The interface is synchronous on purpose: confluent-kafka is, and the hot consumers run in a
+worker thread. ``produce`` never blocks on the network; ``consume`` blocks up to ``timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = list[tuple[str, bytes]]
+
+OFFSET_BEGINNING = -2  # start from the earliest message still on the bus
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+
+
+@dataclass(slots=True)
+class TopicPartition:
+    topic: str
+    partition: int
+    offset: int | None = None  # None = the group's committed offset; OFFSET_BEGINNING
+
+
+# Called with the partitions just assigned; returns them with the offsets to start from.
+OnAssign = Callable[[list[TopicPartition]], list[TopicPartition]]
+OnRevoke = Callable[[list[TopicPartition]], None]
+
+
+class BusError(Exception):
+    """The bus failed in a way the caller cannot fix by retrying this call."""
+
+
+class Producer(Protocol):
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for every produced message to be acknowledged; return how many are still
+        pending. Raises BusError when a delivery failed for good."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> None: ...
+
+    def consume(self, max_messages: int, timeout: float) -> list[Message]: ...
+
+    def seek(self, tp: TopicPartition) -> None: ...
+
+    def commit(self, offsets: Sequence[TopicPartition]) -> None:
+        """Record the group's progress (next offset to read) on the bus."""
+        ...
+
+    def assignment(self) -> list[TopicPartition]: ...
+
+    def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    @property
+    def bus_id(self) -> str:
+        """Identifies the log: offsets stored elsewhere are only valid for the same bus_id."""
+        ...
+
+    def producer(self, *, name: str = "iotmon") -> Producer: ...
+
+    def consumer(self, group_id: str, *, name: str = "iotmon") -> Consumer: ...
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
+        """Create the topics that are missing; return the names created."""
+        ...
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise BusError when the bus cannot be reached."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def topic_specs(prefix: str = "") -> list[TopicSpec]:
+    """The topics of DESIGN.md 4.3."""
+    return [
+        TopicSpec(f"{prefix}sensors-data", 3),
+        TopicSpec(f"{prefix}alerts", 2),
+        TopicSpec(f"{prefix}metrics", 2),
+        TopicSpec(f"{prefix}device-status", 1),
+        TopicSpec(f"{prefix}sensors-data.dlq", 1),
+    ]

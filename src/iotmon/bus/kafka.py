@@ -1,0 +1,266 @@
+"""The Kafka bus (confluent-kafka / librdkafka).
+
+Producers are idempotent with ``acks=all`` and lz4 (DESIGN.md 4.3). Consumers never
+auto-commit: whoever consumes decides when its effect is durable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, cast
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_STORED,
+    KafkaError,
+    KafkaException,
+)
+from confluent_kafka import (
+    Consumer as _KConsumer,
+)
+from confluent_kafka import (
+    Producer as _KProducer,
+)
+from confluent_kafka import (
+    TopicPartition as _KTP,
+)
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from iotmon import logging as log
+from iotmon.bus import BusError, Headers, Message, OnAssign, OnRevoke, TopicPartition, TopicSpec
+
+logger = log.get(__name__)
+
+
+def _to_ktp(tp: TopicPartition) -> Any:
+    return _KTP(tp.topic, tp.partition, OFFSET_STORED if tp.offset is None else tp.offset)
+
+
+def _from_ktp(ktp: Any) -> TopicPartition:
+    return TopicPartition(ktp.topic, ktp.partition, ktp.offset if ktp.offset >= 0 else None)
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        session_timeout_ms: int = 10_000,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._session_timeout_ms = session_timeout_ms
+        self._extra = extra or {}
+        self._admin: Any = None
+        self._bus_id: str | None = None
+
+    def _base(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self._bootstrap, **self._extra}
+
+    @property
+    def admin(self) -> Any:
+        if self._admin is None:
+            self._admin = AdminClient(self._base())
+        return self._admin
+
+    @property
+    def bus_id(self) -> str:
+        if self._bus_id is None:
+            try:
+                md = self.admin.list_topics(timeout=10)
+            except KafkaException as exc:
+                raise BusError(f"Kafka at {self._bootstrap} is unreachable: {exc}") from exc
+            self._bus_id = f"kafka-{md.cluster_id}"
+        return self._bus_id
+
+    def ping(self, timeout: float = 2.0) -> None:
+        try:
+            self.admin.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BusError(f"Kafka at {self._bootstrap} is unreachable: {exc}") from exc
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
+        try:
+            existing = set(self.admin.list_topics(timeout=10).topics)
+        except KafkaException as exc:
+            raise BusError(f"Kafka at {self._bootstrap} is unreachable: {exc}") from exc
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        futures = self.admin.create_topics(
+            [NewTopic(s.name, s.partitions, 1, config=s.config) for s in missing],
+            operation_timeout=30,
+        )
+        created = []
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise BusError(f"cannot create topic {name}: {exc}") from exc
+        return created
+
+    def delete_topics(self, names: Sequence[str]) -> None:
+        if not names:
+            return
+        for fut in self.admin.delete_topics(list(names), operation_timeout=30).values():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+
+    def end_offsets(self, topic: str) -> list[int]:
+        c = _KConsumer({**self._base(), "group.id": "iotmon-offsets-probe"})
+        try:
+            md = c.list_topics(topic, timeout=10).topics[topic]
+            return [
+                c.get_watermark_offsets(_KTP(topic, p), timeout=10)[1]
+                for p in sorted(md.partitions)
+            ]
+        finally:
+            c.close()
+
+    def producer(self, *, name: str = "iotmon") -> KafkaProducer:
+        return KafkaProducer(
+            {
+                **self._base(),
+                "client.id": name,
+                "enable.idempotence": True,
+                "acks": "all",
+                "compression.type": "lz4",
+                "linger.ms": 10,
+                "batch.size": 1_000_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+            }
+        )
+
+    def consumer(self, group_id: str, *, name: str = "iotmon") -> KafkaConsumer:
+        return KafkaConsumer(
+            {
+                **self._base(),
+                "client.id": name,
+                "group.id": group_id,
+                # A crashed member's partitions move on after this long (Kafka's default: 45 s).
+                "session.timeout.ms": self._session_timeout_ms,
+                "heartbeat.interval.ms": max(1000, self._session_timeout_ms // 5),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 52_428_800,
+                "max.partition.fetch.bytes": 10_485_760,
+                "queued.max.messages.kbytes": 262_144,
+                "fetch.wait.max.ms": 100,
+            }
+        )
+
+    def close(self) -> None:
+        self._admin = None
+
+
+class KafkaProducer:
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self._p = _KProducer(conf, logger=None)
+        self._failures: list[str] = []
+        self._lock = threading.Lock()
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            with self._lock:
+                self._failures.append(f"{msg.topic()}: {err}")
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> None:
+        while True:
+            try:
+                self._p.produce(
+                    topic, value, key, headers=cast(Any, headers), on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                # Local queue full: serve delivery reports until there is room (backpressure).
+                self._p.poll(0.05)
+        self._p.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        remaining: int = self._p.flush(timeout)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise BusError(f"{len(failures)} messages were not delivered: {failures[0]}")
+        return remaining
+
+    def close(self) -> None:
+        self.flush(10)
+
+
+class KafkaConsumer:
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self._c = _KConsumer(conf, logger=None)
+        self._topics: list[str] = []
+
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> None:
+        def _assign(consumer: Any, parts: list[Any]) -> None:
+            tps = [TopicPartition(p.topic, p.partition) for p in parts]
+            if on_assign is not None:
+                tps = on_assign(tps)
+            consumer.assign([_to_ktp(tp) for tp in tps])
+
+        def _revoke(consumer: Any, parts: list[Any]) -> None:
+            if on_revoke is not None:
+                on_revoke([_from_ktp(p) for p in parts])
+            consumer.unassign()
+
+        self._topics = list(topics)
+        self._c.subscribe(self._topics, on_assign=_assign, on_revoke=_revoke)
+
+    def consume(self, max_messages: int, timeout: float) -> list[Message]:
+        out: list[Message] = []
+        for m in self._c.consume(max_messages, timeout):
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise BusError(f"fatal consumer error: {err}")
+                logger.warning("consumer error", error=str(err))
+                continue
+            out.append(
+                Message(
+                    cast(str, m.topic()),
+                    cast(int, m.partition()),
+                    cast(int, m.offset()),
+                    m.key(),
+                    m.value() or b"",
+                    cast(Headers, m.headers() or []),
+                    m.timestamp()[1],
+                )
+            )
+        return out
+
+    def seek(self, tp: TopicPartition) -> None:
+        self._c.seek(
+            _KTP(tp.topic, tp.partition, OFFSET_BEGINNING if tp.offset is None else tp.offset)
+        )
+
+    def commit(self, offsets: Sequence[TopicPartition]) -> None:
+        ktps = [_KTP(tp.topic, tp.partition, tp.offset) for tp in offsets if tp.offset is not None]
+        if ktps:
+            try:
+                self._c.commit(offsets=ktps, asynchronous=True)
+            except KafkaException as exc:
+                logger.warning("offset commit to Kafka failed", error=str(exc))
+
+    def assignment(self) -> list[TopicPartition]:
+        return [_from_ktp(p) for p in self._c.assignment()]
+
+    def close(self) -> None:
+        self._c.close()

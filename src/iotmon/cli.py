@@ -1,0 +1,283 @@
+"""``iotmon``: run the system, a role, migrations, topics, benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from contextlib import AsyncExitStack, suppress
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from iotmon import logging as log
+from iotmon.config import Settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Real-time monitoring for a manufacturing floor.",
+)
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (results in BENCHMARKS.md).")
+app.add_typer(topics_app, name="topics")
+app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+
+# `iotmon up` always brings every service up, so what a role needs later is already there.
+UP_NEEDS = frozenset({"bus", "database", "redis"})
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    log.configure(settings.log_level, settings.log_json)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run_roles(
+    settings: Settings, names: list[str], *, live: bool, scenarios: tuple[Any, ...] = ()
+) -> None:
+    from iotmon.roles import ROLES, Role
+    from iotmon.roles.http import bind, make_app, serve
+    from iotmon.roles.runtime import open_services
+
+    defs = [ROLES[n] for n in names]
+    needs: set[str] = set().union(*(d.needs for d in defs))
+    if len(defs) > 1:
+        needs |= UP_NEEDS
+    port = settings.http_port or (8000 if len(defs) > 1 else defs[0].default_port)
+    sock = bind(settings.http_host, port)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    async with AsyncExitStack() as stack:
+        stack.callback(sock.close)
+        services = await open_services(settings, needs, stack)
+        roles: list[Role] = []
+        for d in defs:
+            if d.name == "simulator" and scenarios:
+                from iotmon.roles.simulator import SimulatorRole
+
+                roles.append(SimulatorRole(services, scenarios))
+            else:
+                roles.append(d.build(services))
+        http_app = make_app(services, roles, needs)
+        _banner(settings, services, names, port)
+
+        async def guard(role: Role) -> None:
+            try:
+                await role.run(stop)
+            except Exception:
+                log.get("iotmon").exception("role crashed", role=role.name)
+                stop.set()
+                raise
+
+        tasks = [asyncio.create_task(guard(r), name=r.name) for r in roles]
+        tasks.append(asyncio.create_task(serve(http_app, sock, stop), name="http"))
+        if live:
+            tasks.append(asyncio.create_task(_live_line(roles, stop), name="live"))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise typer.Exit(1)
+
+
+def _banner(settings: Settings, services: Any, names: list[str], port: int) -> None:
+    url = f"http://{settings.http_host}:{port}"
+    console.print(f"[bold green]iotmon[/] running: {', '.join(names)}")
+    console.print(f"  health      {url}/health")
+    console.print(f"  metrics     {url}/metrics")
+    if "simulator" in names:
+        console.print(
+            f"  scenarios   POST {url}/simulator/scenarios "
+            '{"deviceId":"device-001","kind":"high","durationS":60}'
+        )
+    console.print(f"  bus         {settings.kafka_bootstrap or 'in-process (embedded)'}")
+    if "postgres" in services.embedded:
+        console.print(f"  postgres    embedded, data in {services.embedded['postgres']}")
+        console.print(f"              psql '{services.database_url}'")
+    elif services.database_url:
+        console.print("  postgres    external (IOTMON_DATABASE_URL)")
+    if "redis" in services.embedded:
+        console.print(f"  redis       embedded, {services.redis_url}")
+    console.print(f"  data dir    {settings.data_dir.resolve()}")
+    console.print("  stop        Ctrl-C")
+
+
+async def _live_line(roles: list[Any], stop: asyncio.Event) -> None:
+    """One line, refreshed every second: readings/s stored, totals."""
+    by_name = {r.name: r for r in roles}
+    tty = sys.stderr.isatty()
+    last_stored, last_t, last_print = 0, time.monotonic(), 0.0
+    while not stop.is_set():
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        now = time.monotonic()
+        ing = by_name["ingestion"].status() if "ingestion" in by_name else {}
+        sim = by_name["simulator"].status() if "simulator" in by_name else {}
+        stored = int(ing.get("stored", 0))
+        rate = (stored - last_stored) / max(now - last_t, 1e-6)
+        last_stored, last_t = stored, now
+        line = (
+            f"readings/s stored {rate:8.1f} | stored {stored:,} | "
+            f"rejected {ing.get('rejected', 0):,} | sent {sim.get('sent', 0):,}"
+        )
+        if tty:
+            console.print(f"\r{line}", end="", soft_wrap=True, highlight=False)
+        elif now - last_print >= 10:
+            console.print(line, highlight=False)
+            last_print = now
+    if tty:
+        console.print()
+
+
+@app.command()
+def up(
+    devices: Annotated[int | None, typer.Option(help="simulated devices")] = None,
+    rate: Annotated[float | None, typer.Option(help="send-rate multiplier")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """Run every role in one process (embedded services unless configured)."""
+    from iotmon.roles import ROLES
+
+    settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
+    asyncio.run(_run_roles(settings, list(ROLES), live=True))
+
+
+@app.command()
+def run(
+    role: Annotated[str, typer.Argument(help="simulator | ingestion")],
+    devices: Annotated[int | None, typer.Option(help="simulated devices")] = None,
+    rate: Annotated[float | None, typer.Option(help="send-rate multiplier")] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="DEVICE:KIND:DURATION, e.g. device-001:high:60s (kinds: high low drift offline)"
+        ),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port for /health and /metrics")] = None,
+) -> None:
+    """Run one role alone (needs IOTMON_KAFKA_BOOTSTRAP: roles talk through Kafka)."""
+    from iotmon.roles import ROLES
+    from iotmon.simulator.scenarios import Scenario, ScenarioError
+
+    if role not in ROLES:
+        raise _fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
+    if settings.embedded:
+        raise _fail(
+            f"`iotmon run {role}` needs IOTMON_KAFKA_BOOTSTRAP (a role alone on the "
+            "in-process bus would talk to nobody); `iotmon up` runs every role embedded"
+        )
+    try:
+        scenarios = tuple(Scenario.parse(s) for s in scenario or [])
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from exc
+    asyncio.run(_run_roles(settings, [role], live=False, scenarios=scenarios))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations and create the partitions ahead."""
+    from iotmon.roles.runtime import open_services
+
+    settings = _settings()
+
+    async def main() -> list[str]:
+        async with AsyncExitStack() as stack:
+            services = await open_services(settings, {"database"}, stack)
+            return services.migrations_applied
+
+    applied = asyncio.run(main())
+    console.print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the topics of DESIGN.md 4.3 (idempotent)."""
+    from iotmon.bus import BusError, topic_specs
+    from iotmon.bus.factory import make_bus
+
+    settings = _settings()
+    if settings.embedded:
+        raise _fail("set IOTMON_KAFKA_BOOTSTRAP: the in-process bus creates its topics itself")
+    bus = make_bus(settings)
+    specs = topic_specs(settings.topic_prefix)
+    try:
+        created = bus.create_topics(specs)
+    except BusError as exc:
+        raise _fail(str(exc)) from exc
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        console.print(f"  {spec.name:<24} partitions={spec.partitions}  {state}")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration, secrets masked."""
+    settings = Settings()
+    sys.stdout.write(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    readings: Annotated[int, typer.Option(help="readings to drain")] = 1_000_000,
+    insert_sample: Annotated[int, typer.Option(help="single-row INSERTs to time")] = 5_000,
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/ingest.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
+) -> None:
+    """Fill Kafka with N readings, time the drain into PostgreSQL; beside it raw COPY and
+    single-row INSERTs of the same rows."""
+    run_bench = _bench_module("ingest").run_bench
+    settings = _settings()
+    if settings.embedded or settings.database_url is None:
+        raise _fail(
+            "the ingest benchmark runs on the real services: set IOTMON_KAFKA_BOOTSTRAP "
+            "and IOTMON_DATABASE_URL (`eval $(scripts/infra.sh env)`)"
+        )
+    run_bench(
+        settings,
+        readings=readings,
+        insert_sample=insert_sample,
+        output=output,
+        markdown=markdown,
+        console=console,
+    )
+
+
+def _bench_module(name: str) -> Any:
+    """Benchmarks live in the repository's bench/ folder, beside their results."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    if not path.exists():
+        raise _fail(f"{path} not found: benchmarks run from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location(f"iotmon_bench_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,82 @@
+"""Settings: built once from the environment (prefix ``IOTMON_``), frozen, passed in.
+
+Nothing here connects to anything. With no configuration at all the settings describe the
+embedded mode: in-process bus, embedded PostgreSQL and Redis under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IOTMON_", frozen=True, extra="ignore")
+
+    # --- where things are (unset = embedded) ---
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset = in-process bus"
+    )
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; unset = embedded PostgreSQL under data_dir"
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis URL; unset = embedded Redis under data_dir"
+    )
+    data_dir: Path = Field(default=Path("var"), description="embedded data and state")
+
+    # --- topics and groups (a prefix isolates test runs and benchmarks) ---
+    topic_prefix: str = ""
+    ingestion_group: str = "iotmon-ingestion"
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+
+    # --- HTTP (/health, /metrics) ---
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, description="unset = the role's default port")
+
+    # --- simulator ---
+    simulator_devices: int = Field(default=5, ge=1, le=1_000_000)
+    simulator_rate: float = Field(default=1.0, gt=0, description="multiplier of each interval")
+    simulator_anomaly_rate: float = Field(default=0.05, ge=0, le=1)
+    simulator_seed: int | None = None
+
+    # --- ingestion ---
+    ingest_batch_size: int = Field(default=20_000, ge=1)
+    ingest_batch_wait_ms: int = Field(default=200, ge=1)
+    max_future_skew_s: float = 300.0
+
+    # --- retention (days) and partitions ---
+    retention_readings_days: int = Field(default=90, ge=1)
+    retention_stats_days: int = Field(default=365, ge=1)
+    retention_alerts_days: int = Field(default=180, ge=1)
+    retention_events_days: int = Field(default=30, ge=1)
+    partitions_ahead_days: int = Field(default=3, ge=1)
+
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="unset = JSON unless on a terminal")
+
+    @property
+    def embedded(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked (for ``iotmon config show``)."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "**********"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        return out
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

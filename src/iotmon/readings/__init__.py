@@ -1,0 +1,1 @@
+"""Readings: the message contract, validation, ingestion into PostgreSQL."""

@@ -1,0 +1,69 @@
+"""The role registry: every process role, loaded by dotted path so a process imports only
+what it runs. ``roles/`` is the only place that wires domain code to bus, database and cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from iotmon.roles.runtime import Services
+
+
+class Role(Protocol):
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """Figures for /health and the live status line."""
+        ...
+
+    def routers(self) -> list[APIRouter]: ...
+
+
+@dataclass(frozen=True)
+class RoleDefinition:
+    name: str
+    module: str  # exposes build(services) -> Role
+    description: str
+    default_port: int
+    needs: frozenset[str]  # of "bus", "database", "redis"
+    consumes: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+    group: str | None = None
+    dlq: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, services: Services) -> Role:
+        module = importlib.import_module(self.module)
+        role: Role = module.build(services)
+        return role
+
+
+ROLES: dict[str, RoleDefinition] = {
+    "simulator": RoleDefinition(
+        name="simulator",
+        module="iotmon.roles.simulator",
+        description="simulated devices -> sensors-data",
+        default_port=8001,
+        needs=frozenset({"bus"}),
+        produces=("sensors-data",),
+    ),
+    "ingestion": RoleDefinition(
+        name="ingestion",
+        module="iotmon.roles.ingestion",
+        description="sensors-data -> PostgreSQL, exactly once; bad input -> DLQ",
+        default_port=8002,
+        needs=frozenset({"bus", "database"}),
+        consumes=("sensors-data",),
+        produces=("sensors-data.dlq",),
+        group="iotmon-ingestion",
+        dlq="sensors-data.dlq",
+    ),
+}

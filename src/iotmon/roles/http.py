@@ -1,0 +1,94 @@
+"""The small HTTP app every role process serves: /health, /metrics, and role routes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from iotmon import __version__
+from iotmon.roles import Role
+from iotmon.roles.runtime import Services
+from iotmon.web.health import RequestWindow, health
+
+
+def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> FastAPI:
+    app = FastAPI(title="iotmon", version=__version__, docs_url="/docs")
+    window = RequestWindow()
+
+    @app.middleware("http")
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if request.url.path not in ("/health", "/metrics"):
+            window.record(response.status_code >= 500)
+        return response
+
+    @app.get("/health")
+    async def get_health() -> Response:
+        code, body = await health(
+            bus=services.bus if "bus" in needs else None,
+            database_url=services.database_url if "database" in needs else None,
+            redis_url=services.redis_url if "redis" in needs else None,
+            started_at=services.started_at,
+            window=window,
+            roles={r.name: r.status() for r in roles},
+        )
+        return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for role in roles:
+        for router in role.routers():
+            app.include_router(router)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process's stop event rules."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind now, so a busy port is a clear error at start rather than a log line later."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen on http://{host}:{port}: {exc.strerror}. "
+            f"Is another iotmon running? Set IOTMON_HTTP_PORT to use another port."
+        ) from exc
+    sock.listen(2048)
+    return sock
+
+
+async def serve(app: Any, sock: socket.socket, stop: Any) -> None:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = _Server(config)
+
+    async def watch() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    import asyncio
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()

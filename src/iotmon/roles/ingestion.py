@@ -1,0 +1,105 @@
+"""Ingestion role: ``sensors-data`` -> PostgreSQL exactly once, bad input -> DLQ.
+
+The pipeline is synchronous and runs in a worker thread (librdkafka and COPY both release the
+GIL); partition upkeep (create ahead, drop expired) runs hourly beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter
+
+from iotmon import logging as log
+from iotmon.db import partitions
+from iotmon.db.pool import connect_retrying
+from iotmon.readings.ingest import IngestConfig, Ingestor
+from iotmon.readings.models import Limits
+from iotmon.roles.runtime import Services
+
+logger = log.get(__name__)
+
+UPKEEP_INTERVAL_S = 3600.0
+
+
+class IngestionRole:
+    name = "ingestion"
+
+    def __init__(self, services: Services) -> None:
+        s = services.settings
+        assert services.database_url is not None
+        self.services = services
+        self.ingestor = Ingestor(
+            config=IngestConfig(
+                topic=s.topic("sensors-data"),
+                dlq_topic=s.topic("sensors-data.dlq"),
+                group_id=s.ingestion_group,
+                batch_size=s.ingest_batch_size,
+                batch_wait_s=s.ingest_batch_wait_ms / 1000,
+                limits=Limits(
+                    max_future=timedelta(seconds=s.max_future_skew_s),
+                    max_age=timedelta(days=s.retention_readings_days),
+                ),
+                partitions_ahead_days=s.partitions_ahead_days,
+            ),
+            bus=services.bus,
+            database_url=services.database_url,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        thread_stop = threading.Event()
+
+        async def relay() -> None:
+            await stop.wait()
+            thread_stop.set()
+
+        relay_task = asyncio.create_task(relay())
+        upkeep_task = asyncio.create_task(self._upkeep(stop))
+        try:
+            await asyncio.to_thread(self.ingestor.run, thread_stop)
+        finally:
+            thread_stop.set()
+            relay_task.cancel()
+            upkeep_task.cancel()
+
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.upkeep)
+            except Exception as exc:
+                logger.error("partition upkeep failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), UPKEEP_INTERVAL_S)
+
+    def upkeep(self) -> dict[str, int]:
+        s = self.services.settings
+        assert self.services.database_url is not None
+        with connect_retrying(self.services.database_url, attempts=3) as conn:
+            partitions.ensure_ahead(conn, ahead_days=s.partitions_ahead_days)
+            return partitions.apply_retention(
+                conn,
+                readings_days=s.retention_readings_days,
+                stats_days=s.retention_stats_days,
+                alerts_days=s.retention_alerts_days,
+                events_days=s.retention_events_days,
+            )
+
+    def status(self) -> dict[str, Any]:
+        st = self.ingestor.stats
+        return {
+            "stored": st.stored,
+            "rejected": st.rejected,
+            "batches": st.batches,
+            "registeredDevices": st.registered,
+        }
+
+    def routers(self) -> list[APIRouter]:
+        return []
+
+
+def build(services: Services) -> IngestionRole:
+    return IngestionRole(services)

@@ -1,0 +1,88 @@
+"""Services a role runs against: the bus, PostgreSQL, Redis. Embedded servers start here when
+no URL is configured; migrations and topics are applied on the way up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotmon import logging as log
+from iotmon.bus import Bus, topic_specs
+from iotmon.bus.factory import make_bus
+from iotmon.config import Settings, secret
+from iotmon.db import migrate as migrations
+from iotmon.db import partitions
+from iotmon.db.pool import connect_retrying
+
+logger = log.get(__name__)
+
+
+class ConfigurationError(Exception):
+    pass
+
+
+@dataclass
+class Services:
+    settings: Settings
+    bus: Bus
+    database_url: str | None = None
+    redis_url: str | None = None
+    started_at: float = field(default_factory=time.time)
+    embedded: dict[str, str] = field(default_factory=dict)  # what runs embedded, and where
+    migrations_applied: list[str] = field(default_factory=list)
+
+
+async def open_services(settings: Settings, needs: set[str], stack: AsyncExitStack) -> Services:
+    bus = make_bus(settings)
+    stack.callback(bus.close)
+    services = Services(settings=settings, bus=bus)
+
+    if "database" in needs:
+        url = secret(settings.database_url)
+        if url is None:
+            from iotmon.db.embedded import EmbeddedPostgres
+
+            pg = EmbeddedPostgres(settings.data_dir)
+            url = await asyncio.to_thread(pg.start)
+            stack.callback(pg.stop)
+            services.embedded["postgres"] = str(pg.pgdata)
+        services.database_url = url
+        services.migrations_applied = await asyncio.to_thread(prepare_database, settings, url)
+
+    if "redis" in needs:
+        rurl = secret(settings.redis_url)
+        if rurl is None:
+            from iotmon.cache.embedded import EmbeddedRedis
+
+            rs = EmbeddedRedis(settings.data_dir)
+            rurl = await asyncio.to_thread(rs.start)
+            stack.callback(rs.stop)
+            services.embedded["redis"] = str(rs.db_file)
+        services.redis_url = rurl
+
+    if "bus" in needs:
+        created = await asyncio.to_thread(bus.create_topics, topic_specs(settings.topic_prefix))
+        if created and settings.kafka_bootstrap:
+            logger.info("topics created", topics=created)
+    return services
+
+
+def prepare_database(settings: Settings, url: str) -> list[str]:
+    """Migrate and create the partitions ahead (idempotent)."""
+    with connect_retrying(url, application_name="iotmon-migrate") as conn:
+        applied = migrations.migrate(conn)
+        partitions.ensure_ahead(conn, ahead_days=settings.partitions_ahead_days)
+    return applied
+
+
+def describe(services: Services) -> dict[str, Any]:
+    s = services.settings
+    return {
+        "bus": s.kafka_bootstrap or "in-process",
+        "database": "embedded" if "postgres" in services.embedded else "external",
+        "redis": "embedded" if "redis" in services.embedded else "external",
+        "data_dir": str(s.data_dir.resolve()),
+    }

@@ -1,0 +1,1 @@
+"""The device simulator: realistic signals, anomaly injection, scenarios."""

@@ -1,0 +1,1 @@
+"""HTTP: the app of the web role, and the small /health + /metrics app every role serves."""
