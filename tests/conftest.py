@@ -37,11 +37,16 @@ def _infra_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def infra() -> dict[str, str]:
     env = _infra_env()
-    missing = [k for k in ("IOTMON_DATABASE_URL", "IOTMON_KAFKA_BOOTSTRAP", "IOTMON_REDIS_URL")
-               if k not in env]
+    missing = [
+        k
+        for k in ("IOTMON_DATABASE_URL", "IOTMON_KAFKA_BOOTSTRAP", "IOTMON_REDIS_URL")
+        if k not in env
+    ]
     if missing:
-        pytest.fail(f"{', '.join(missing)} not set: start the services with "
-                    "`scripts/infra.sh up` (make test does)")
+        pytest.fail(
+            f"{', '.join(missing)} not set: start the services with "
+            "`scripts/infra.sh up` (make test does)"
+        )
     return env
 
 
@@ -93,13 +98,15 @@ def kafka_bus(infra: dict[str, str]) -> KafkaBus:
 
 
 @pytest.fixture
-def settings(infra: dict[str, str], database_url: str, topic_prefix: str,
-             tmp_path: Path) -> Settings:
+def settings(
+    infra: dict[str, str], database_url: str, topic_prefix: str, tmp_path: Path
+) -> Settings:
     return Settings(
         kafka_bootstrap=infra["IOTMON_KAFKA_BOOTSTRAP"],
         database_url=database_url,
         redis_url=infra["IOTMON_REDIS_URL"],
         topic_prefix=topic_prefix,
+        ingestion_group=f"{topic_prefix}ingestion",  # groups shared across tests interfere
         data_dir=tmp_path,
     )
 
@@ -108,13 +115,17 @@ def settings(infra: dict[str, str], database_url: str, topic_prefix: str,
 def subprocess_env(settings: Settings) -> dict[str, str]:
     """The environment for an ``iotmon`` child process on this test's database and topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")}
-    env.update({
-        "IOTMON_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
-        "IOTMON_DATABASE_URL": settings.database_url.get_secret_value()
-        if settings.database_url else "",
-        "IOTMON_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
-        "IOTMON_TOPIC_PREFIX": settings.topic_prefix,
-        "IOTMON_DATA_DIR": str(settings.data_dir),
-        "IOTMON_LOG_JSON": "true",
-    })
+    env.update(
+        {
+            "IOTMON_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
+            "IOTMON_DATABASE_URL": settings.database_url.get_secret_value()
+            if settings.database_url
+            else "",
+            "IOTMON_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
+            "IOTMON_TOPIC_PREFIX": settings.topic_prefix,
+            "IOTMON_INGESTION_GROUP": settings.ingestion_group,
+            "IOTMON_DATA_DIR": str(settings.data_dir),
+            "IOTMON_LOG_JSON": "true",
+        }
+    )
     return env

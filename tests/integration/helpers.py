@@ -20,7 +20,7 @@ def ingest_config(settings: Settings, **overrides: Any) -> IngestConfig:
     values: dict[str, Any] = {
         "topic": settings.topic("sensors-data"),
         "dlq_topic": settings.topic("sensors-data.dlq"),
-        "group_id": "iotmon-ingestion",
+        "group_id": settings.ingestion_group,
         "batch_size": 5_000,
         "batch_wait_s": 0.05,
     }
@@ -31,8 +31,11 @@ def ingest_config(settings: Settings, **overrides: Any) -> IngestConfig:
 def drain(settings: Settings, bus: Bus, end_offsets: list[int], **overrides: Any) -> IngestStats:
     """Run the real ingestor until every partition reached ``end_offsets``, with a deadline."""
     assert settings.database_url is not None
-    ingestor = Ingestor(config=ingest_config(settings, **overrides), bus=bus,
-                        database_url=settings.database_url.get_secret_value())
+    ingestor = Ingestor(
+        config=ingest_config(settings, **overrides),
+        bus=bus,
+        database_url=settings.database_url.get_secret_value(),
+    )
     stop = threading.Event()
     timer = threading.Timer(120, stop.set)
     timer.start()
@@ -51,11 +54,15 @@ def reading(i: int, *, device_count: int = 5, base: datetime | None = None) -> d
     kind = SEEDED[i % len(SEEDED)]
     ts = base + timedelta(milliseconds=i)
     return {
-        "deviceId": f"device-{i % device_count + 1:03d}" if device_count <= 5
+        "deviceId": f"device-{i % device_count + 1:03d}"
+        if device_count <= 5
         else f"device-{i % device_count + 1:04d}",
         "timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "sensorType": kind.sensor_type, "value": float(i), "unit": kind.unit,
-        "location": kind.location, "status": "active",
+        "sensorType": kind.sensor_type,
+        "value": float(i),
+        "unit": kind.unit,
+        "location": kind.location,
+        "status": "active",
     }
 
 

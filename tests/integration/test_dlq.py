@@ -36,8 +36,9 @@ def bad_inputs() -> list[tuple[bytes, str]]:
     ]
 
 
-async def test_bad_input_goes_to_the_dlq_with_its_reason(settings: Settings,
-                                                         kafka_bus: KafkaBus) -> None:
+async def test_bad_input_goes_to_the_dlq_with_its_reason(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
     topic = settings.topic("sensors-data")
     producer = kafka_bus.producer()
     bad = bad_inputs()
@@ -62,7 +63,8 @@ async def test_bad_input_goes_to_the_dlq_with_its_reason(settings: Settings,
     assert values == sorted([g["value"] for g in good] + [unknown["value"]])
     # A reading from an unknown device registers it rather than being lost.
     assert query(url, "SELECT device_type, status FROM devices WHERE device_id = 'press-17'") == [
-        (unknown["sensorType"], "unregistered")]
+        (unknown["sensorType"], "unregistered")
+    ]
 
     consumer = kafka_bus.consumer("dlq-reader")
     consumer.subscribe([settings.topic("sensors-data.dlq")])
@@ -73,8 +75,8 @@ async def test_bad_input_goes_to_the_dlq_with_its_reason(settings: Settings,
     consumer.close()
     assert len(dead) == len(bad)
     for (raw, reason), msg in zip(bad, dead, strict=True):
-        headers = dict(msg.headers)
-        assert msg.value == raw  # original bytes kept
+        headers = dict(msg.headers())
+        assert msg.value() == raw  # original bytes kept
         assert headers["x-iotmon-reason"].decode() == reason
         assert headers["x-iotmon-detail"]  # and why, for a person
         assert headers["trace-id"].startswith(b"t")  # original headers kept

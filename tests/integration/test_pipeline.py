@@ -14,10 +14,12 @@ from iotmon.roles.simulator import SimulatorRole
 from tests.integration.helpers import drain, produce_readings, query
 
 
-async def test_simulated_readings_are_stored_exactly_once(settings: Settings,
-                                                          kafka_bus: KafkaBus) -> None:
-    settings = settings.model_copy(update={"simulator_devices": 50, "simulator_rate": 20.0,
-                                           "simulator_seed": 42})
+async def test_simulated_readings_are_stored_exactly_once(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
+    settings = settings.model_copy(
+        update={"simulator_devices": 50, "simulator_rate": 20.0, "simulator_seed": 42}
+    )
     role = SimulatorRole(Services(settings=settings, bus=kafka_bus))
     produced: list[dict[str, object]] = []
     send = role._send
@@ -56,8 +58,7 @@ async def test_simulated_readings_are_stored_exactly_once(settings: Settings,
     assert [o for _, o in offsets] == ends
 
 
-async def test_a_second_run_stores_nothing_twice(settings: Settings,
-                                                 kafka_bus: KafkaBus) -> None:
+async def test_a_second_run_stores_nothing_twice(settings: Settings, kafka_bus: KafkaBus) -> None:
     topic = settings.topic("sensors-data")
     produce_readings(kafka_bus, topic, 300)
     ends = kafka_bus.end_offsets(topic)

@@ -223,28 +223,22 @@ class KafkaConsumer:
         self._c.subscribe(self._topics, on_assign=_assign, on_revoke=_revoke)
 
     def consume(self, max_messages: int, timeout: float) -> list[Message]:
-        out: list[Message] = []
-        for m in self._c.consume(max_messages, timeout):
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal():
-                    raise BusError(f"fatal consumer error: {err}")
-                logger.warning("consumer error", error=str(err))
-                continue
-            out.append(
-                Message(
-                    cast(str, m.topic()),
-                    cast(int, m.partition()),
-                    cast(int, m.offset()),
-                    m.key(),
-                    m.value() or b"",
-                    cast(Headers, m.headers() or []),
-                    m.timestamp()[1],
-                )
-            )
-        return out
+        msgs = self._c.consume(max_messages, timeout)
+        if any(m.error() is not None for m in msgs):
+            msgs = [m for m in msgs if self._keep(m)]
+        return cast(list[Message], msgs)
+
+    @staticmethod
+    def _keep(m: Any) -> bool:
+        err = m.error()
+        if err is None:
+            return True
+        if err.code() == KafkaError._PARTITION_EOF:
+            return False
+        if err.fatal():
+            raise BusError(f"fatal consumer error: {err}")
+        logger.warning("consumer error", error=str(err))
+        return False
 
     def seek(self, tp: TopicPartition) -> None:
         self._c.seek(

@@ -26,9 +26,43 @@ from iotmon.bus import (
 )
 
 
+class MemoryMessage:
+    __slots__ = ("_headers", "_key", "_offset", "_partition", "_topic", "_value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers,
+    ) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+        self._key, self._value, self._headers = key, value, headers
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> Headers:
+        return self._headers
+
+
 @dataclass
 class _Partition:
-    log: deque[Message] = field(default_factory=deque)
+    log: deque[MemoryMessage] = field(default_factory=deque)
     start_offset: int = 0  # offset of log[0]
     end_offset: int = 0  # next offset to be written
 
@@ -90,9 +124,7 @@ class MemoryBus:
             self._counter += 1
             idx = partition_for(key, len(parts), self._counter)
             part = parts[idx]
-            part.log.append(
-                Message(topic, idx, part.end_offset, key, value, headers, int(time.time() * 1000))
-            )
+            part.log.append(MemoryMessage(topic, idx, part.end_offset, key, value, headers))
             part.end_offset += 1
             while len(part.log) > self._retention:
                 part.log.popleft()

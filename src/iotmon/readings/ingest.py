@@ -1,5 +1,8 @@
 """Ingestion pipeline: bus -> validate -> COPY into PostgreSQL, exactly once.
 
+Two threads: the reader consumes and validates batch k+1 while the writer COPYs and commits
+batch k, so Python's work overlaps PostgreSQL's (they run on different cores).
+
 Each batch's rows and the bus offsets they came from are committed in one transaction
 (``ingest_offsets``); on assignment the consumer seeks to the stored offsets, so a crash at any
 point neither loses nor doubles a reading. The offset update is fenced: it only succeeds when
@@ -13,12 +16,14 @@ and are flushed before the batch commits: a DLQ message may repeat after a crash
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
+from typing import Any, cast
 
 import psycopg
 from prometheus_client import Counter, Histogram
@@ -27,7 +32,7 @@ from iotmon import logging as log
 from iotmon.bus import OFFSET_BEGINNING, Bus, BusError, Consumer, Message, Producer, TopicPartition
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.models import COPY_COLUMNS, COPY_TYPES, Limits, Rejection, Row, parse
+from iotmon.readings.models import COPY_COLUMNS, COPY_TYPES, Limits, Rejection, Row, parse_many
 
 logger = log.get(__name__)
 
@@ -43,6 +48,10 @@ FENCED = Counter(
     "iotmon_ingest_fenced_batches_total",
     "Batches dropped because another consumer owns their partition now",
 )
+
+_device, _ts = itemgetter(0), itemgetter(1)
+
+OFFSETS_TIMEOUT_S = 60.0
 
 _COPY_SQL = "COPY sensor_readings ({}) FROM STDIN (FORMAT BINARY)".format(
     ", ".join(f'"{c}"' for c in COPY_COLUMNS)
@@ -74,6 +83,51 @@ class FencedError(Exception):
     """Another consumer has moved this partition's stored offset: drop the batch, re-seek."""
 
 
+@dataclass
+class PreparedBatch:
+    """A validated batch, ready for the writer."""
+
+    rows: list[Row]
+    rejects: list[tuple[Message, Rejection]]
+    fence: dict[int, int | None]  # per partition: the stored offset the batch starts from
+    end: dict[int, int]  # per partition: the next offset after the batch
+    started: float
+
+
+class _Writer:
+    """One thread that writes prepared batches in order; one waits while another is written."""
+
+    def __init__(self, write: Callable[[PreparedBatch], None]) -> None:
+        self._write = write
+        self._queue: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=1)
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._loop, name="iotmon-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                if self.error is None:  # after a failure, later batches are stale: drop them
+                    self._write(batch)
+            except Exception as exc:
+                self.error = exc
+            finally:
+                self._queue.task_done()
+
+    def submit(self, batch: PreparedBatch) -> None:
+        self._queue.put(batch)
+
+    def wait_idle(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 class Ingestor:
     def __init__(
         self,
@@ -88,11 +142,19 @@ class Ingestor:
         self.database_url = database_url
         self.clock = clock
         self.stats = IngestStats()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[Any] | None = None  # the writer's
+        self._offsets_conn: psycopg.Connection[Any] | None = None  # the reader's
         self._consumer: Consumer | None = None
         self._dlq: Producer | None = None
-        # Stored offset per partition as last read or written by us (None = never stored).
-        self._expected: dict[tuple[str, int], int | None] = {}
+        self._writer: _Writer | None = None
+        self._stop = threading.Event()
+        # Reader's view: per assigned partition, where the next batch starts (None = nothing
+        # stored yet). It runs ahead of the database by the batches in the writer's hands.
+        self._fence: dict[int, int | None] = {}
+        # Durable view: per partition, the next offset as committed in PostgreSQL.
+        self._durable: dict[int, int] = {}
+        self._to_commit: dict[int, int] = {}
+        self._commit_lock = threading.Lock()
         self._known_devices: set[str] = set()
         self._known_days: set[date] = set()
 
@@ -107,110 +169,151 @@ class Ingestor:
             self._known_days = partitions.existing(self._conn)
         return self._conn
 
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
+    @staticmethod
+    def _close(conn: psycopg.Connection[Any] | None) -> None:
+        if conn is not None:
             with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
+                conn.close()
 
-    def _load_offsets(self, tps: list[TopicPartition]) -> dict[tuple[str, int], int | None]:
-        conn = self.conn
-        bus_id = self.bus.bus_id
-        with conn.transaction():
-            with conn.cursor() as cur:
-                cur.executemany(
-                    'INSERT INTO ingest_offsets (bus_id, group_id, topic, "partition")'
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(bus_id, self.config.group_id, tp.topic, tp.partition) for tp in tps],
-                )
-            rows = conn.execute(
-                'SELECT topic, "partition", next_offset FROM ingest_offsets'
-                " WHERE bus_id = %s AND group_id = %s AND topic = ANY(%s)",
-                (bus_id, self.config.group_id, list({tp.topic for tp in tps})),
-            ).fetchall()
-        return {(t, p): o for t, p, o in rows}
+    def _load_offsets(self, parts: list[int]) -> dict[int, int | None]:
+        """Stored offsets of ``parts`` (rows created as needed). Retries for a while; past
+        that it raises, since a member stuck in a rebalance callback stalls its whole group."""
+        topic, group, backoff = self.config.topic, self.config.group_id, 0.5
+        deadline = time.monotonic() + OFFSETS_TIMEOUT_S
+        while True:
+            try:
+                if self._offsets_conn is None or self._offsets_conn.closed:
+                    self._offsets_conn = connect_retrying(
+                        self.database_url, application_name="iotmon-ingestion-offsets"
+                    )
+                conn, bus_id = self._offsets_conn, self.bus.bus_id
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(
+                        'INSERT INTO ingest_offsets (bus_id, group_id, topic, "partition")'
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        [(bus_id, group, topic, p) for p in parts],
+                    )
+                    rows = cur.execute(
+                        'SELECT "partition", next_offset FROM ingest_offsets'
+                        " WHERE bus_id = %s AND group_id = %s AND topic = %s",
+                        (bus_id, group, topic),
+                    ).fetchall()
+                stored = dict(rows)
+                return {p: stored.get(p) for p in parts}
+            except (psycopg.Error, OSError) as exc:
+                self._close(self._offsets_conn)
+                self._offsets_conn = None
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    raise
+                logger.error("cannot read stored offsets, retrying", error=str(exc))
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10)
 
-    # --- bus callbacks (run inside consume) ---
+    def _adopt(self, stored: dict[int, int | None]) -> list[TopicPartition]:
+        with self._commit_lock:
+            for p, off in stored.items():
+                self._fence[p] = off
+                self._durable[p] = off or 0
+        return [
+            TopicPartition(self.config.topic, p, OFFSET_BEGINNING if off is None else off)
+            for p, off in stored.items()
+        ]
+
+    # --- bus callbacks (run inside consume, on the reader thread) ---
     def _on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
-        stored = self._load_offsets(tps)
-        out = []
-        for tp in tps:
-            off = stored.get((tp.topic, tp.partition))
-            self._expected[(tp.topic, tp.partition)] = off
-            out.append(
-                TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if off is None else off)
-            )
+        if self._writer is not None:
+            self._writer.wait_idle()
+        out = self._adopt(self._load_offsets([tp.partition for tp in tps]))
         logger.info(
             "partitions assigned",
-            partitions={f"{t}[{p}]": o for (t, p), o in self._expected.items()},
+            topic=self.config.topic,
+            offsets={tp.partition: tp.offset for tp in out},
         )
         return out
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        if self._writer is not None:
+            self._writer.wait_idle()  # what we took on is committed before we let go
         for tp in tps:
-            self._expected.pop((tp.topic, tp.partition), None)
-        logger.info("partitions revoked", partitions=[f"{tp.topic}[{tp.partition}]" for tp in tps])
+            self._fence.pop(tp.partition, None)
+        logger.info(
+            "partitions revoked", topic=self.config.topic, partitions=[tp.partition for tp in tps]
+        )
 
     def _reseek(self) -> None:
         assert self._consumer is not None
-        tps = [TopicPartition(t, p) for (t, p) in self._expected]
-        if not tps:
-            return
-        stored = self._load_offsets(tps)
-        for tp in tps:
-            off = stored.get((tp.topic, tp.partition))
-            self._expected[(tp.topic, tp.partition)] = off
-            self._consumer.seek(
-                TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if off is None else off)
-            )
+        if self._fence:
+            for tp in self._adopt(self._load_offsets(list(self._fence))):
+                self._consumer.seek(tp)
 
-    # --- the batch ---
-    def process(self, messages: list[Message]) -> None:
-        """Validate, dead-letter, write and commit one batch. Raises on failure; the caller
-        re-seeks to the stored offsets and tries again."""
+    # --- reader: validate ---
+    def prepare(self, messages: list[Message]) -> PreparedBatch | None:
         started = time.perf_counter()
-        now = self.clock()
-        limits = self.config.limits
-        rows: list[Row] = []
-        rejects: list[tuple[Message, Rejection]] = []
-        first: dict[tuple[str, int], int] = {}
-        last: dict[tuple[str, int], int] = {}
-        for m in messages:
-            key = (m.topic, m.partition)
-            expected = self._expected.get(key, -1)
-            if key not in self._expected:
-                continue  # partition revoked while this batch was in flight
-            if expected is not None and m.offset < expected:
-                continue  # already stored: a redelivery after a seek
-            if key not in first:
-                first[key] = m.offset
-            last[key] = m.offset
-            try:
-                rows.append(parse(m.value, now, limits))
-            except Rejection as rej:
-                rejects.append((m, rej))
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for m in messages:  # offsets per partition, in order within each (no cast(): hot)
+            p: int = m.partition()  # type: ignore[assignment]
+            if p not in first:
+                first[p] = m.offset()  # type: ignore[assignment]
+            last[p] = m.offset()  # type: ignore[assignment]
+        fence = self._fence
+        if any(p not in fence or (fence[p] or 0) > off for p, off in first.items()):
+            messages = self._drop_stale(messages)
+            first, last = {}, {}
+            for m in messages:
+                p = cast(int, m.partition())
+                first.setdefault(p, cast(int, m.offset()))
+                last[p] = cast(int, m.offset())
         if not last:
-            return
-        for key, off in first.items():
-            expected = self._expected[key]
-            if expected is not None and off > expected:
+            return None
+        for p, off in first.items():
+            start = fence[p]
+            if start is not None and off > start:
                 logger.warning(
                     "offsets skipped: no longer on the bus",
-                    topic=key[0],
-                    partition=key[1],
-                    from_offset=expected,
+                    topic=self.config.topic,
+                    partition=p,
+                    from_offset=start,
                     to_offset=off,
                 )
+        rows, rejected = parse_many(
+            [m.value() or b"" for m in messages], self.clock(), self.config.limits
+        )
+        batch = PreparedBatch(
+            rows=rows,
+            rejects=[(messages[i], rej) for i, rej in rejected],
+            fence={p: fence[p] for p in last},
+            end={p: off + 1 for p, off in last.items()},
+            started=started,
+        )
+        fence.update(batch.end)
+        return batch
 
-        if rejects:
-            self._dead_letter(rejects)
+    def _drop_stale(self, messages: list[Message]) -> list[Message]:
+        """Messages of revoked partitions, or already taken (redelivered after a seek)."""
+        fence = self._fence
+        keep = []
+        for m in messages:
+            p = cast(int, m.partition())
+            if p in fence and (fence[p] or 0) <= cast(int, m.offset()):
+                keep.append(m)
+        return keep
 
+    # --- writer: dead-letter, COPY, offsets, commit ---
+    def write(self, batch: PreparedBatch) -> None:
+        if batch.rejects:
+            self._dead_letter(batch.rejects)
+        rows, topic = batch.rows, self.config.topic
         conn = self.conn
-        days = {r[1].date() for r in rows} - self._known_days
-        if days:
-            partitions.ensure(conn, days)
-            self._known_days |= days
-        new_devices = {r[0]: r for r in rows if r[0] not in self._known_devices}
+        if rows:  # every day from the oldest to the newest reading of the batch
+            oldest, newest = min(map(_ts, rows)).date(), max(map(_ts, rows)).date()
+            days = {oldest + timedelta(days=d) for d in range((newest - oldest).days + 1)}
+            days -= self._known_days
+            if days:
+                partitions.ensure(conn, days)
+                self._known_days |= days
+        new_ids = set(map(_device, rows)) - self._known_devices
+        new_devices = {r[0]: r for r in rows if r[0] in new_ids} if new_ids else {}
         bus_id = self.bus.bus_id
         with conn.transaction(), conn.cursor() as cur:
             if new_devices:
@@ -226,21 +329,20 @@ class Ingestor:
                     write = copy.write_row
                     for row in rows:
                         write(row)
-            for key, off in last.items():
+            for p, end in batch.end.items():
                 cur.execute(
                     "UPDATE ingest_offsets SET next_offset = %s, updated_at = now()"
                     ' WHERE bus_id = %s AND group_id = %s AND topic = %s AND "partition" = %s'
                     " AND next_offset IS NOT DISTINCT FROM %s",
-                    (off + 1, bus_id, self.config.group_id, key[0], key[1], self._expected[key]),
+                    (end, bus_id, self.config.group_id, topic, p, batch.fence[p]),
                 )
                 if cur.rowcount != 1:
-                    raise FencedError(f"{key[0]}[{key[1]}] was moved by another consumer")
-        # Durable: advance our view, then tell the bus (for lag monitoring only).
-        for key, off in last.items():
-            self._expected[key] = off + 1
-            self.stats.positions[key] = off + 1
-        assert self._consumer is not None
-        self._consumer.commit([TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
+                    raise FencedError(f"{topic}[{p}] was moved by another consumer")
+        # Durable. The reader tells the bus too (for lag monitoring only: never read back);
+        # consumers are not to be shared across threads.
+        with self._commit_lock:
+            self._durable.update(batch.end)
+            self._to_commit.update(batch.end)
         if new_devices:
             self._known_devices |= new_devices.keys()
             self.stats.registered += len(new_devices)
@@ -249,31 +351,32 @@ class Ingestor:
                 "devices registered", devices=sorted(new_devices)[:20], count=len(new_devices)
             )
         self.stats.stored += len(rows)
-        self.stats.rejected += len(rejects)
+        self.stats.rejected += len(batch.rejects)
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
+        self.stats.positions.update({(topic, p): o for p, o in batch.end.items()})
         INGESTED.inc(len(rows))
-        BATCH_SECONDS.observe(time.perf_counter() - started)
+        BATCH_SECONDS.observe(time.perf_counter() - batch.started)
+
+    def process(self, messages: list[Message]) -> None:
+        """Prepare and write one batch on the calling thread (tests and tools)."""
+        batch = self.prepare(messages)
+        if batch is not None:
+            self.write(batch)
 
     def _dead_letter(self, rejects: list[tuple[Message, Rejection]]) -> None:
         assert self._dlq is not None
         for m, rej in rejects:
+            source = f"{m.topic()}[{m.partition()}]@{m.offset()}"
             headers = [
-                *m.headers,
+                *(m.headers() or []),
                 ("x-iotmon-reason", rej.reason.encode()),
                 ("x-iotmon-detail", rej.detail.encode()[:1000]),
-                ("x-iotmon-source", f"{m.topic}[{m.partition}]@{m.offset}".encode()),
+                ("x-iotmon-source", source.encode()),
             ]
-            self._dlq.produce(self.config.dlq_topic, m.value, key=m.key, headers=headers)
+            self._dlq.produce(self.config.dlq_topic, m.value() or b"", key=m.key(), headers=headers)
             REJECTED.labels(rej.reason).inc()
-            logger.debug(
-                "rejected",
-                reason=rej.reason,
-                detail=rej.detail,
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-            )
+            logger.debug("rejected", reason=rej.reason, detail=rej.detail, source=source)
         remaining = self._dlq.flush(30)
         if remaining:
             raise BusError(f"{remaining} dead-letter messages not acknowledged in time")
@@ -283,59 +386,79 @@ class Ingestor:
         self, stop: threading.Event, *, until: dict[tuple[str, int], int] | None = None
     ) -> IngestStats:
         """Consume until ``stop`` is set (or, with ``until``, every partition reached its
-        end offset: the benchmark's drain)."""
+        end offset: the benchmark's drain). In-flight batches are committed before leaving."""
+        self._stop = stop
         consumer = self.bus.consumer(self.config.group_id, name="iotmon-ingestion")
         self._consumer = consumer
         self._dlq = self.bus.producer(name="iotmon-ingestion-dlq")
+        writer = self._writer = _Writer(self.write)
         consumer.subscribe(
             [self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         backoff = 0.5
         try:
             while not stop.is_set():
-                batch = self._collect(consumer, stop)
-                if not batch:
-                    if until is not None and self._reached(until):
-                        break
+                if writer.error is not None:
+                    backoff = self._recover(writer, backoff)
                     continue
-                try:
-                    self.process(batch)
+                self._commit_to_bus(consumer)
+                batch = self._collect(consumer, stop)
+                prepared = self.prepare(batch) if batch else None
+                if prepared is not None:
+                    writer.submit(prepared)
+                elif writer.error is None:
                     backoff = 0.5
-                except FencedError as exc:
-                    FENCED.inc()
-                    logger.warning("batch fenced, re-seeking", error=str(exc))
-                    self._safe_reseek()
-                except (psycopg.Error, BusError, OSError) as exc:
-                    logger.error(
-                        "batch failed, will retry from stored offsets",
-                        error=str(exc),
-                        error_type=type(exc).__name__,
-                    )
-                    self._drop_connection()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 10)
-                    self._safe_reseek()
-                if until is not None and self._reached(until):
-                    break
+                if until is not None and not batch:
+                    writer.wait_idle()
+                    if writer.error is None and self._reached(until):
+                        break
         finally:
+            writer.wait_idle()
+            writer.close()
+            self._commit_to_bus(consumer)
             consumer.close()
-            if self._dlq is not None:
-                self._dlq.close()
-            self._drop_connection()
+            self._dlq.close()
+            self._close(self._conn)
+            self._close(self._offsets_conn)
+            self._conn = self._offsets_conn = None
         return self.stats
 
-    def _safe_reseek(self) -> None:
-        try:
-            self._reseek()
-        except (psycopg.Error, BusError, OSError) as exc:
-            logger.error("re-seek failed", error=str(exc))
-            self._drop_connection()
+    def _commit_to_bus(self, consumer: Consumer) -> None:
+        with self._commit_lock:
+            offsets, self._to_commit = self._to_commit, {}
+        if offsets:
+            consumer.commit([TopicPartition(self.config.topic, p, o) for p, o in offsets.items()])
+
+    def _recover(self, writer: _Writer, backoff: float) -> float:
+        """The writer failed: wait for it to settle, then resume from the stored offsets."""
+        writer.wait_idle()
+        exc, writer.error = writer.error, None
+        assert exc is not None
+        if isinstance(exc, FencedError):
+            FENCED.inc()
+            logger.warning("batch fenced, re-seeking", error=str(exc))
+        else:
+            logger.error(
+                "batch failed, will retry from stored offsets",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            if not isinstance(exc, psycopg.Error | BusError | OSError):
+                raise exc  # a bug, not weather: let the role crash loudly
+            self._close(self._conn)
+            self._conn = None
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 10)
+        self._reseek()
+        return backoff
 
     def _reached(self, until: dict[tuple[str, int], int]) -> bool:
-        def stored(key: tuple[str, int]) -> int:
-            return self._expected.get(key) or self.stats.positions.get(key, 0)
-
-        return all(stored(k) >= end for k, end in until.items() if end > 0)
+        topic = self.config.topic
+        return all(
+            self._durable.get(p, 0) >= end
+            for (t, p), end in until.items()
+            if t == topic and end > 0
+        )
 
     def _collect(self, consumer: Consumer, stop: threading.Event) -> list[Message]:
         """Gather up to batch_size messages, waiting at most batch_wait_s once one arrived."""

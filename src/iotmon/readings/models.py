@@ -1,8 +1,8 @@
 """The reading message (DESIGN.md 4.2) and its validation.
 
 ``parse`` is the hot path of ingestion: bytes in, a row for COPY out, or a ``Rejection`` with a
-reason code a person can act on. No pydantic here: a hand-written check is several times faster
-and the rules are few.
+reason code a person can act on. The shape is checked by msgspec in C; the
+rules that need the clock (future, retention) are checked after.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+import msgspec
 import orjson
 from psycopg.types.json import Jsonb
 
@@ -79,17 +80,43 @@ class Limits:
     max_age: timedelta = timedelta(days=90)
 
 
-def _text(obj: dict[str, Any], name: str, max_len: int, *, required: bool = True) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise Rejection(Reason.MISSING_FIELD, f"'{name}' is required")
-        return None
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise Rejection(
-            Reason.INVALID_FIELD, f"'{name}' must be a non-empty string of at most {max_len} chars"
+SensorType = Literal["temperature", "pressure", "vibration", "production", "quality"]
+assert set(get_args(SensorType)) == SENSOR_TYPES
+
+
+class ReadingMessage(msgspec.Struct, forbid_unknown_fields=False):
+    """The wire shape, checked in C by msgspec (several times faster than hand-written checks,
+    which matters at 100,000 readings/s)."""
+
+    deviceId: Annotated[str, msgspec.Meta(pattern=_DEVICE_ID.pattern)]
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+    sensorType: SensorType
+    value: float
+    unit: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    location: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    status: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] = "active"
+    metadata: dict[str, Any] | None = None
+
+
+_decoder = msgspec.json.Decoder(ReadingMessage)
+_MISSING = re.compile(r"missing required field `(\w+)`")
+
+
+def _classify(exc: msgspec.ValidationError, raw: bytes) -> Rejection:
+    text = str(exc)
+    m = _MISSING.search(text)
+    if m:
+        return Rejection(Reason.MISSING_FIELD, f"'{m.group(1)}' is required")
+    if text.startswith("Expected `object`"):
+        return Rejection(Reason.NOT_AN_OBJECT, text)
+    if "Invalid enum value" in text and "$.sensorType" in text:
+        return Rejection(
+            Reason.UNKNOWN_SENSOR_TYPE,
+            f"{text.split(' - ')[0]}: use one of {', '.join(sorted(SENSOR_TYPES))}",
         )
-    return value
+    if "Number out of range" in text:
+        return Rejection(Reason.NON_FINITE_VALUE, f"NaN and Infinity are not readings ({text})")
+    return Rejection(Reason.INVALID_FIELD, text)
 
 
 def parse(raw: bytes, now: datetime, limits: Limits = Limits()) -> Row:
@@ -99,83 +126,70 @@ def parse(raw: bytes, now: datetime, limits: Limits = Limits()) -> Row:
             Reason.PAYLOAD_TOO_LARGE, f"{len(raw)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
         )
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if _NON_FINITE.search(raw) or "infinity" in str(exc):
+        msg = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _classify(exc, raw) from None
+    except msgspec.DecodeError as exc:
+        if _NON_FINITE.search(raw):
             raise Rejection(Reason.NON_FINITE_VALUE, "NaN and Infinity are not readings") from None
         raise Rejection(Reason.INVALID_JSON, str(exc)) from None
-    if not isinstance(obj, dict):
-        raise Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
-
-    device_id = obj.get("deviceId")
-    if device_id is None:
-        raise Rejection(Reason.MISSING_FIELD, "'deviceId' is required")
-    if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
-        raise Rejection(
-            Reason.INVALID_FIELD, "'deviceId' must be 1-50 letters, digits or . _ : - characters"
-        )
-
-    value = obj.get("value")
-    if value is None:
-        raise Rejection(Reason.MISSING_FIELD, "'value' is required")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Rejection(Reason.INVALID_FIELD, f"'value' must be a number, got {value!r:.40}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise Rejection(Reason.NON_FINITE_VALUE, "NaN and Infinity are not readings")
-
-    sensor_type = _text(obj, "sensorType", 50)
-    if sensor_type not in SENSOR_TYPES:
-        raise Rejection(
-            Reason.UNKNOWN_SENSOR_TYPE,
-            f"'{sensor_type:.50}' is not one of {', '.join(sorted(SENSOR_TYPES))}",
-        )
-    unit = _text(obj, "unit", 20)
-    location = _text(obj, "location", 100, required=False)
-    status = _text(obj, "status", 20, required=False) or "active"
-
-    ts_raw = obj.get("timestamp")
-    if ts_raw is None:
-        raise Rejection(Reason.MISSING_FIELD, "'timestamp' is required")
-    if not isinstance(ts_raw, str):
-        raise Rejection(Reason.INVALID_FIELD, "'timestamp' must be an ISO-8601 string")
-    try:
-        ts = datetime.fromisoformat(ts_raw)
-    except ValueError:
-        raise Rejection(
-            Reason.INVALID_FIELD, f"'timestamp' {ts_raw!r:.40} is not ISO-8601"
-        ) from None
-    if ts.tzinfo is None:
-        raise Rejection(
-            Reason.INVALID_FIELD, "'timestamp' needs a time zone (e.g. 2025-01-11T10:00:00.000Z)"
-        )
+    ts = msg.timestamp
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
     if ts - now > limits.max_future:
         raise Rejection(
             Reason.TIMESTAMP_IN_FUTURE,
-            f"{ts_raw} is more than {limits.max_future} ahead of {now:%H:%M:%S}Z",
+            f"{ts:%Y-%m-%dT%H:%M:%S}Z is more than {limits.max_future} ahead of {now:%H:%M:%S}Z",
         )
     if now - ts > limits.max_age:
         raise Rejection(
             Reason.TIMESTAMP_TOO_OLD,
-            f"{ts_raw} is older than the {limits.max_age.days}-day retention",
+            f"{ts:%Y-%m-%dT%H:%M:%S}Z is older than the {limits.max_age.days}-day retention",
         )
-
-    metadata = obj.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise Rejection(Reason.INVALID_FIELD, "'metadata' must be an object")
-
-    assert sensor_type is not None
-    assert unit is not None
+    value = msg.value
+    if not math.isfinite(value):
+        raise Rejection(Reason.NON_FINITE_VALUE, "NaN and Infinity are not readings")
     return (
-        device_id,
-        ts.astimezone(UTC),
-        sensor_type,
+        msg.deviceId,
+        ts,
+        msg.sensorType,
         value,
-        unit,
-        location,
-        status,
-        Jsonb(metadata) if metadata else None,
+        msg.unit,
+        msg.location,
+        msg.status,
+        Jsonb(msg.metadata) if msg.metadata else None,
     )
+
+
+def parse_many(
+    raws: list[bytes], now: datetime, limits: Limits = Limits()
+) -> tuple[list[Row], list[tuple[int, Rejection]]]:
+    """``parse`` over a batch: the rows, and (index, rejection) of the rest.
+
+    The common case (a valid UTC reading without metadata) takes a tight path straight from
+    msgspec's struct to the row tuple; anything else goes through ``parse`` for its verdict.
+    """
+    hi, lo = now + limits.max_future, now - limits.max_age
+    decode, astuple = _decoder.decode, msgspec.structs.astuple
+    rows: list[Row] = []
+    rejects: list[tuple[int, Rejection]] = []
+    append = rows.append
+    for i, raw in enumerate(raws):
+        if len(raw) <= MAX_PAYLOAD_BYTES:
+            try:
+                msg = decode(raw)
+            except msgspec.MsgspecError:
+                pass
+            else:
+                ts = msg.timestamp
+                if ts.tzinfo is UTC and lo <= ts <= hi and msg.metadata is None:
+                    append(astuple(msg))
+                    continue
+        try:
+            append(parse(raw, now, limits))
+        except Rejection as rej:
+            rejects.append((i, rej))
+    return rows, rejects
 
 
 def encode(reading: dict[str, Any]) -> bytes:

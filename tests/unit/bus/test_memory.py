@@ -20,9 +20,9 @@ def test_same_key_same_partition_in_order() -> None:
     msgs = c.consume(100, 0.1)
     assert len(msgs) == 30
     for k in range(4):
-        mine = [m for m in msgs if m.key == f"k{k}".encode()]
-        assert len({m.partition for m in mine}) == 1
-        assert [int(m.value) for m in mine] == sorted(int(m.value) for m in mine)
+        mine = [m for m in msgs if m.key() == f"k{k}".encode()]
+        assert len({m.partition() for m in mine}) == 1
+        assert [int(m.value()) for m in mine] == sorted(int(m.value()) for m in mine)
 
 
 def test_group_members_split_partitions_and_on_assign_sets_offsets() -> None:
@@ -56,14 +56,14 @@ def test_seek_and_committed_offsets() -> None:
     c = bus.consumer("g")
     c.subscribe(["t"])
     first = c.consume(100, 0.1)
-    part = first[0].partition
+    part = first[0].partition()
     c.seek(TopicPartition("t", part, 7))
-    assert [m.offset for m in c.consume(100, 0.1)] == [7, 8, 9]
+    assert [m.offset() for m in c.consume(100, 0.1)] == [7, 8, 9]
     c.commit([TopicPartition("t", part, 5)])
     c.close()
     c2 = bus.consumer("g")
     c2.subscribe(["t"])
-    assert [m.offset for m in c2.consume(100, 0.1)] == [5, 6, 7, 8, 9]
+    assert [m.offset() for m in c2.consume(100, 0.1)] == [5, 6, 7, 8, 9]
 
 
 def test_retention_drops_the_oldest_but_keeps_offsets() -> None:
@@ -74,5 +74,5 @@ def test_retention_drops_the_oldest_but_keeps_offsets() -> None:
     c = bus.consumer("g")
     c.subscribe(["t"])
     msgs = c.consume(100, 0.1)
-    assert [m.offset for m in msgs] == [7, 8, 9, 10, 11]
-    assert [int(m.value) for m in msgs] == [7, 8, 9, 10, 11]
+    assert [m.offset() for m in msgs] == [7, 8, 9, 10, 11]
+    assert [int(m.value()) for m in msgs] == [7, 8, 9, 10, 11]

@@ -12,9 +12,13 @@ NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 def good(**changes: object) -> dict[str, object]:
     msg: dict[str, object] = {
-        "deviceId": "device-001", "timestamp": "2026-11-23T11:59:59.500Z",
-        "sensorType": "temperature", "value": 75.2, "unit": "celsius",
-        "location": "assembly-line-1", "status": "active",
+        "deviceId": "device-001",
+        "timestamp": "2026-11-23T11:59:59.500Z",
+        "sensorType": "temperature",
+        "value": 75.2,
+        "unit": "celsius",
+        "location": "assembly-line-1",
+        "status": "active",
     }
     msg.update(changes)
     return {k: v for k, v in msg.items() if v is not ...}
@@ -22,14 +26,31 @@ def good(**changes: object) -> dict[str, object]:
 
 def test_a_good_reading_becomes_a_row() -> None:
     row = parse(orjson.dumps(good()), NOW)
-    assert row[:7] == ("device-001", datetime(2026, 11, 23, 11, 59, 59, 500000, tzinfo=UTC),
-                       "temperature", 75.2, "celsius", "assembly-line-1", "active")
+    assert row[:7] == (
+        "device-001",
+        datetime(2026, 11, 23, 11, 59, 59, 500000, tzinfo=UTC),
+        "temperature",
+        75.2,
+        "celsius",
+        "assembly-line-1",
+        "active",
+    )
     assert row[7] is None
 
 
 def test_offsets_are_normalised_to_utc_and_optional_fields_default() -> None:
-    row = parse(orjson.dumps(good(timestamp="2026-11-23T13:00:00+02:00", location=...,
-                                  status=..., value=3, metadata={"fw": "1.2"})), NOW)
+    row = parse(
+        orjson.dumps(
+            good(
+                timestamp="2026-11-23T13:00:00+02:00",
+                location=...,
+                status=...,
+                value=3,
+                metadata={"fw": "1.2"},
+            )
+        ),
+        NOW,
+    )
     assert row[1] == datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
     assert row[3] == 3.0
     assert row[5] is None
@@ -57,12 +78,21 @@ BAD = [
     (orjson.dumps(good(timestamp=1700000000)), Reason.INVALID_FIELD),
     (orjson.dumps(good(unit="")), Reason.INVALID_FIELD),
     (orjson.dumps(good(metadata=[1])), Reason.INVALID_FIELD),
-    (b'{"deviceId":"device-001","timestamp":"2026-11-23T11:59:59Z","sensorType":"temperature",'
-     b'"value":NaN,"unit":"celsius"}', Reason.NON_FINITE_VALUE),
-    (b'{"deviceId":"device-001","timestamp":"2026-11-23T11:59:59Z","sensorType":"temperature",'
-     b'"value":Infinity,"unit":"celsius"}', Reason.NON_FINITE_VALUE),
-    (b'{"deviceId":"device-001","timestamp":"2026-11-23T11:59:59Z","sensorType":"temperature",'
-     b'"value":-1e999,"unit":"celsius"}', Reason.NON_FINITE_VALUE),
+    (
+        b'{"deviceId":"device-001","timestamp":"2026-11-23T11:59:59Z","sensorType":"temperature",'
+        b'"value":NaN,"unit":"celsius"}',
+        Reason.NON_FINITE_VALUE,
+    ),
+    (
+        b'{"deviceId":"device-001","timestamp":"2026-11-23T11:59:59Z","sensorType":"temperature",'
+        b'"value":Infinity,"unit":"celsius"}',
+        Reason.NON_FINITE_VALUE,
+    ),
+    (
+        b'{"deviceId":"device-001","timestamp":"2026-11-23T11:59:59Z","sensorType":"temperature",'
+        b'"value":-1e999,"unit":"celsius"}',
+        Reason.NON_FINITE_VALUE,
+    ),
     (orjson.dumps(good(sensorType="humidity")), Reason.UNKNOWN_SENSOR_TYPE),
     (orjson.dumps(good(timestamp="2026-11-23T12:05:01Z")), Reason.TIMESTAMP_IN_FUTURE),
     (orjson.dumps(good(timestamp="2026-01-01T00:00:00Z")), Reason.TIMESTAMP_TOO_OLD),

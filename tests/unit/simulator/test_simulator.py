@@ -28,8 +28,14 @@ def run_for(sim: Simulator, clock: FakeClock, seconds: float, step: float = 0.05
 def make(rate: float = 1.0, anomaly_rate: float = 0.0) -> tuple[Simulator, FakeClock, list[dict]]:  # type: ignore[type-arg]
     clock = FakeClock()
     sent: list[dict] = []  # type: ignore[type-arg]
-    sim = Simulator(list(SEEDED), send=lambda k, v: sent.append(orjson.loads(v)), rate=rate,
-                    anomaly_rate=anomaly_rate, seed=1, clock=clock)
+    sim = Simulator(
+        list(SEEDED),
+        send=lambda k, v: sent.append(orjson.loads(v)),
+        rate=rate,
+        anomaly_rate=anomaly_rate,
+        seed=1,
+        clock=clock,
+    )
     return sim, clock, sent
 
 
@@ -53,8 +59,15 @@ def test_messages_follow_the_contract() -> None:
     sim, clock, sent = make()
     run_for(sim, clock, 5)
     msg = next(m for m in sent if m["deviceId"] == "device-001")
-    assert set(msg) == {"deviceId", "timestamp", "sensorType", "value", "unit", "location",
-                        "status"}
+    assert set(msg) == {
+        "deviceId",
+        "timestamp",
+        "sensorType",
+        "value",
+        "unit",
+        "location",
+        "status",
+    }
     assert msg["sensorType"] == "temperature"
     assert msg["unit"] == "celsius"
     assert msg["timestamp"].endswith("Z")
