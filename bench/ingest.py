@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.db import migrate, partitions
 from iotmon.devices.models import fleet
-from iotmon.readings.ingest import _COPY_SQL, IngestConfig, Ingestor
+from iotmon.readings.ingest import COPY_SQL, IngestConfig, Ingestor, tune_gc
 from iotmon.readings.models import COPY_TYPES, Row, parse
 from iotmon.simulator.signals import Signal
 
@@ -47,7 +48,8 @@ def machine() -> str:
     except OSError:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {system}"
 
 
 def readings(n: int) -> list[tuple[bytes, bytes]]:
@@ -62,9 +64,15 @@ def readings(n: int) -> list[tuple[bytes, bytes]]:
         t = start + 3600 * i / n
         value, _ = signals[k].next(t)
         ts = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
-        msg = {"deviceId": d.device_id, "timestamp": ts.replace("+00:00", "Z"),
-               "sensorType": d.sensor_type, "value": value, "unit": d.unit,
-               "location": d.location, "status": "active"}
+        msg = {
+            "deviceId": d.device_id,
+            "timestamp": ts.replace("+00:00", "Z"),
+            "sensorType": d.sensor_type,
+            "value": value,
+            "unit": d.unit,
+            "location": d.location,
+            "status": "active",
+        }
         out.append((d.device_id.encode(), orjson.dumps(msg)))
     return out
 
@@ -76,13 +84,27 @@ def _db_url(url: str, name: str) -> str:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
-def run_bench(settings: Settings, *, readings: int, insert_sample: int, output: str,
-              markdown: str, console: Console) -> dict[str, Any]:
-    assert settings.kafka_bootstrap and settings.database_url
+def run_bench(
+    settings: Settings,
+    *,
+    readings: int,
+    insert_sample: int,
+    output: str,
+    markdown: str,
+    console: Console,
+    repeat: int = 3,
+) -> dict[str, Any]:
+    assert settings.kafka_bootstrap
+    assert settings.database_url
     admin_url = settings.database_url.get_secret_value()
     tag = uuid.uuid4().hex[:8]
     dbname = f"iotmon_bench_{tag}"
@@ -96,7 +118,7 @@ def run_bench(settings: Settings, *, readings: int, insert_sample: int, output: 
         with psycopg.connect(url, autocommit=True) as conn:
             migrate.migrate(conn)
             partitions.ensure_ahead(conn, ahead_days=1)
-        result = _measure(settings, bus, url, prefix, readings, insert_sample, console)
+        result = _measure(bus, url, prefix, readings, insert_sample, repeat, console)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
@@ -108,8 +130,9 @@ def run_bench(settings: Settings, *, readings: int, insert_sample: int, output: 
     return result
 
 
-def _measure(settings: Settings, bus: KafkaBus, url: str, prefix: str, n: int,
-             insert_sample: int, console: Console) -> dict[str, Any]:
+def _measure(
+    bus: KafkaBus, url: str, prefix: str, n: int, insert_sample: int, repeat: int, console: Console
+) -> dict[str, Any]:
     topic = f"{prefix}sensors-data"
     console.print(f"generating {n:,} readings from {DEVICES:,} devices ...")
     msgs = readings(n)
@@ -126,43 +149,19 @@ def _measure(settings: Settings, bus: KafkaBus, url: str, prefix: str, n: int,
     ends = bus.end_offsets(topic)
     assert sum(ends) == n, f"Kafka holds {sum(ends)} of {n} readings"
 
-    # 1. The pipeline: drain Kafka into PostgreSQL with offsets committed per batch.
-    ingestor = Ingestor(
-        config=IngestConfig(topic=topic, dlq_topic=f"{prefix}sensors-data.dlq",
-                            group_id="iotmon-bench", batch_size=BATCH, batch_wait_s=0.05),
-        bus=bus, database_url=url)
-    stop = threading.Event()
-    until = {(topic, p): end for p, end in enumerate(ends)}
-    with _progress(console) as progress:
-        task = progress.add_task("pipeline drain", total=n)
-        runner = threading.Thread(target=lambda: ingestor.run(stop, until=until))
-        started = time.perf_counter()
-        runner.start()
-        while runner.is_alive():
-            runner.join(0.25)
-            progress.update(task, completed=ingestor.stats.stored)
-        pipeline_s = time.perf_counter() - started
-    stored = _count(url)
-    assert stored == n, f"pipeline stored {stored} of {n}"
-    pipeline_rps = n / pipeline_s
-    console.print(f"  pipeline: {pipeline_rps:,.0f} readings/s ({pipeline_s:.1f} s)")
-
-    # 2. The ceiling: binary COPY of the same rows, already parsed, from memory.
+    # 1. The pipeline: drain Kafka into PostgreSQL with offsets committed per batch, with the
+    # ingestion role's process settings. 2. The ceiling: binary COPY of the same rows, already
+    # parsed, from memory. Alternated `repeat` times on an emptied table; medians reported.
+    tune_gc()
     now = datetime.now(UTC)
     rows: list[Row] = [parse(v, now) for _, v in msgs]
-    _truncate(url)
-    with psycopg.connect(url, autocommit=True) as conn, _progress(console) as progress:
-        task = progress.add_task("raw COPY", total=n)
-        started = time.perf_counter()
-        for i in range(0, n, BATCH):
-            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows[i:i + BATCH]:
-                    copy.write_row(row)
-            progress.update(task, completed=min(i + BATCH, n))
-        copy_s = time.perf_counter() - started
-    copy_rps = n / copy_s
-    console.print(f"  raw COPY: {copy_rps:,.0f} readings/s ({copy_s:.1f} s)")
+    pipeline_runs, copy_runs = [], []
+    for run in range(1, repeat + 1):
+        _truncate(url)
+        pipeline_runs.append(_drain(bus, url, topic, prefix, ends, n, run, console))
+        _truncate(url)
+        copy_runs.append(_copy(url, rows, run, console))
+    pipeline_rps, copy_rps = statistics.median(pipeline_runs), statistics.median(copy_runs)
 
     # 3. The specification's way: one INSERT per reading, each its own transaction.
     _truncate(url)
@@ -173,7 +172,9 @@ def _measure(settings: Settings, bus: KafkaBus, url: str, prefix: str, n: int,
         for i, row in enumerate(sample, 1):
             conn.execute(
                 'INSERT INTO sensor_readings (device_id, "timestamp", sensor_type, value, unit,'
-                " location, status, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row)
+                " location, status, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                row,
+            )
             if i % 500 == 0:
                 progress.update(task, completed=i)
         insert_s = time.perf_counter() - started
@@ -182,6 +183,9 @@ def _measure(settings: Settings, bus: KafkaBus, url: str, prefix: str, n: int,
 
     return {
         "readings": n,
+        "repeat": repeat,
+        "pipeline_runs": [round(r) for r in pipeline_runs],
+        "copy_runs": [round(r) for r in copy_runs],
         "pipeline_rps": round(pipeline_rps),
         "copy_rps": round(copy_rps),
         "insert_rps": round(insert_rps),
@@ -191,8 +195,62 @@ def _measure(settings: Settings, bus: KafkaBus, url: str, prefix: str, n: int,
         "devices": DEVICES,
         "machine": machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "command": f"iotmon bench ingest --readings {n}",
+        "command": f"iotmon bench ingest --readings {n} --repeat {repeat}",
     }
+
+
+def _drain(
+    bus: KafkaBus,
+    url: str,
+    topic: str,
+    prefix: str,
+    ends: list[int],
+    n: int,
+    run: int,
+    console: Console,
+) -> float:
+    ingestor = Ingestor(
+        config=IngestConfig(
+            topic=topic,
+            dlq_topic=f"{prefix}sensors-data.dlq",
+            group_id=f"iotmon-bench-{run}",
+            batch_size=BATCH,
+            batch_wait_s=0.05,
+        ),
+        bus=bus,
+        database_url=url,
+    )
+    stop = threading.Event()
+    until = {(topic, p): end for p, end in enumerate(ends)}
+    with _progress(console) as progress:
+        task = progress.add_task(f"pipeline drain #{run}", total=n)
+        runner = threading.Thread(target=lambda: ingestor.run(stop, until=until))
+        started = time.perf_counter()
+        runner.start()
+        while runner.is_alive():
+            runner.join(0.25)
+            progress.update(task, completed=ingestor.stats.stored)
+        elapsed = time.perf_counter() - started
+    stored = _count(url)
+    assert stored == n, f"pipeline stored {stored} of {n}"
+    console.print(f"  pipeline #{run}: {n / elapsed:,.0f} readings/s ({elapsed:.1f} s)")
+    return n / elapsed
+
+
+def _copy(url: str, rows: list[Row], run: int, console: Console) -> float:
+    n = len(rows)
+    with psycopg.connect(url, autocommit=True) as conn, _progress(console) as progress:
+        task = progress.add_task(f"raw COPY #{run}", total=n)
+        started = time.perf_counter()
+        for i in range(0, n, BATCH):
+            with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows[i : i + BATCH]:
+                    copy.write_row(row)
+            progress.update(task, completed=min(i + BATCH, n))
+        elapsed = time.perf_counter() - started
+    console.print(f"  raw COPY #{run}: {n / elapsed:,.0f} readings/s ({elapsed:.1f} s)")
+    return n / elapsed
 
 
 def _count(url: str) -> int:
@@ -211,29 +269,40 @@ START, END = "<!-- bench:ingest:start -->", "<!-- bench:ingest:end -->"
 
 
 def _write_markdown(path: Path, r: dict[str, Any]) -> None:
-    section = "\n".join([
-        START,
-        "## Ingestion: Kafka -> PostgreSQL, exactly once",
-        "",
-        f"`{r['command']}` on {r['date']}, {r['machine']}.",
-        f"{r['readings']:,} readings from {r['devices']:,} devices already in Kafka (3 "
-        f"partitions), drained in batches of {r['batch_size']:,}; each batch's COPY and its "
-        "offsets commit in one transaction. Same schema, same run, one after another.",
-        "",
-        "| path | readings/s | vs raw COPY |",
-        "|---|---:|---:|",
-        f"| pipeline: Kafka -> validate -> COPY + offsets | {r['pipeline_rps']:,} | "
-        f"{r['pipeline_rps'] / r['copy_rps']:.0%} |",
-        f"| raw binary COPY from memory (ceiling) | {r['copy_rps']:,} | 100% |",
-        f"| single-row INSERT, autocommit ({r['insert_sample']:,} rows; the specification's way)"
-        f" | {r['insert_rps']:,} | {r['insert_rps'] / r['copy_rps']:.1%} |",
-        END,
-    ])
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures are from the " \
-        "commands shown, on the machine named; compare ratios within one run, not across " \
+    section = "\n".join(
+        [
+            START,
+            "## Ingestion: Kafka -> PostgreSQL, exactly once",
+            "",
+            f"`{r['command']}` on {r['date']}, {r['machine']}.",
+            f"{r['readings']:,} readings from {r['devices']:,} devices already in Kafka (3 "
+            f"partitions), drained in batches of {r['batch_size']:,}; each batch's COPY and its "
+            "offsets commit in one transaction. Same schema, same run, one after another.",
+            "",
+            f"Medians of {r['repeat']} alternated runs (pipeline runs: "
+            f"{', '.join(f'{x:,}' for x in r['pipeline_runs'])}; COPY runs: "
+            f"{', '.join(f'{x:,}' for x in r['copy_runs'])}).",
+            "",
+            "| path | readings/s | vs raw COPY |",
+            "|---|---:|---:|",
+            f"| pipeline: Kafka -> validate -> COPY + offsets | {r['pipeline_rps']:,} | "
+            f"{r['pipeline_rps'] / r['copy_rps']:.0%} |",
+            f"| raw binary COPY from memory (ceiling) | {r['copy_rps']:,} | 100% |",
+            f"| single-row INSERT, autocommit ({r['insert_sample']:,} rows; the specification's"
+            " way)"
+            f" | {r['insert_rps']:,} | {r['insert_rps'] / r['copy_rps']:.1%} |",
+            END,
+        ]
+    )
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nFigures are from the "
+        "commands shown, on the machine named; compare ratios within one run, not across "
         "machines.\n"
+    )
     if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)

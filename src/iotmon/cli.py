@@ -240,6 +240,7 @@ def config_show() -> None:
 def bench_ingest(
     readings: Annotated[int, typer.Option(help="readings to drain")] = 1_000_000,
     insert_sample: Annotated[int, typer.Option(help="single-row INSERTs to time")] = 5_000,
+    repeat: Annotated[int, typer.Option(help="alternated runs of drain and COPY")] = 3,
     output: Annotated[str, typer.Option(help="results file")] = "bench/results/ingest.json",
     markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
 ) -> None:

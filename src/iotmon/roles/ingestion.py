@@ -17,7 +17,7 @@ from fastapi import APIRouter
 from iotmon import logging as log
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.ingest import IngestConfig, Ingestor
+from iotmon.readings.ingest import IngestConfig, Ingestor, tune_gc
 from iotmon.readings.models import Limits
 from iotmon.roles.runtime import Services
 
@@ -51,6 +51,7 @@ class IngestionRole:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        tune_gc()
         thread_stop = threading.Event()
 
         async def relay() -> None:
