@@ -70,6 +70,33 @@ def test_up_runs_embedded_and_stores_readings(tmp_path: Path) -> None:
         assert count >= 20
         assert devices == 5
         assert "readings/s stored" in text  # the live line
+
+        # Prometheus counters of the ingestion role.
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        ingested = re.search(r"^iotmon_readings_ingested_total (\S+)$", metrics, re.M)
+        assert ingested
+        assert float(ingested.group(1)) >= 20
+
+        # A scenario drives device-003 past its 120 Hz threshold, into the database.
+        base = f"http://127.0.0.1:{port}/simulator/scenarios"
+        bad = httpx.post(base, json={"deviceId": "device-003", "kind": "boil"}, timeout=5)
+        assert bad.status_code == 422
+        assert "unknown scenario kind" in bad.text
+        ok = httpx.post(
+            base, json={"deviceId": "device-003", "kind": "high", "durationS": 30}, timeout=5
+        )
+        assert ok.status_code == 201, ok.text
+        deadline = time.monotonic() + 30
+        with psycopg.connect(m.group(1), autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT max(value) FROM sensor_readings WHERE device_id = 'device-003'"
+                ).fetchone()
+                if row and row[0] and row[0] > 120:
+                    break
+                time.sleep(0.5)
+            else:
+                pytest.fail("the high scenario never took device-003 past 120")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
