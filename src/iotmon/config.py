@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     # --- topics and groups (a prefix isolates test runs and benchmarks) ---
     topic_prefix: str = ""
     ingestion_group: str = "iotmon-ingestion"
+    processing_group: str = "iotmon-processing"
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
 
     # --- HTTP (/health, /metrics) ---
@@ -47,6 +48,12 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=20_000, ge=1)
     ingest_batch_wait_ms: int = Field(default=200, ge=1)
     max_future_skew_s: float = 300.0
+
+    # --- processing ---
+    anomaly_z: float = Field(default=4.0, gt=0, description="|z| that makes a data_anomaly")
+    trend_horizon_s: float = Field(
+        default=900.0, gt=0, description="trend_warning when the line crosses within"
+    )
 
     # --- retention (days) and partitions ---
     retention_readings_days: int = Field(default=90, ge=1)

@@ -66,4 +66,15 @@ ROLES: dict[str, RoleDefinition] = {
         group="iotmon-ingestion",
         dlq="sensors-data.dlq",
     ),
+    "processing": RoleDefinition(
+        name="processing",
+        module="iotmon.roles.processing",
+        description="sensors-data -> live statistics (Redis), metrics, alert candidates",
+        default_port=8003,
+        needs=frozenset({"bus", "database", "redis"}),
+        consumes=("sensors-data",),
+        produces=("metrics", "alerts"),
+        group="iotmon-processing",
+        dlq="sensors-data.dlq",
+    ),
 }

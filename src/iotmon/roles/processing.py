@@ -1,0 +1,233 @@
+"""Processing role: ``sensors-data`` (own consumer group) -> live statistics in Redis, stats
+snapshots to ``metrics``, alert candidates to ``alerts``, hourly roll-up in PostgreSQL.
+
+On every assignment the state is rebuilt from PostgreSQL and the consumer seeks to where
+ingestion stood in that same snapshot (see stats/rebuild.py): a restart counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import redis
+from fastapi import APIRouter
+from prometheus_client import Counter, Gauge
+
+from iotmon import logging as log
+from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from iotmon.db.pool import connect_retrying
+from iotmon.readings.models import Limits, parse_many
+from iotmon.roles.runtime import Services
+from iotmon.stats import publish, rebuild, rollup
+from iotmon.stats.processor import Processor, ProcessorConfig
+
+logger = log.get(__name__)
+
+PROCESSED = Counter("iotmon_processing_readings_total", "Readings counted into live statistics")
+CANDIDATES = Counter("iotmon_alert_candidates_total", "Alert candidates published", ["type"])
+DEVICES = Gauge("iotmon_processing_devices", "Devices with live state")
+
+FLUSH_INTERVAL_S = 1.0
+CONFIG_RELOAD_S = 10.0
+ROLLUP_INTERVAL_S = 300.0
+ACTIVE_AFTER_S = 300.0
+
+
+class ProcessingRole:
+    name = "processing"
+
+    def __init__(self, services: Services) -> None:
+        s = services.settings
+        assert services.database_url is not None
+        assert services.redis_url is not None
+        self.services = services
+        self.topic = s.topic("sensors-data")
+        self.alerts_topic = s.topic("alerts")
+        self.metrics_topic = s.topic("metrics")
+        self.group = s.processing_group
+        self.processor = Processor(
+            {}, ProcessorConfig(anomaly_z=s.anomaly_z, trend_horizon_s=s.trend_horizon_s)
+        )
+        self.redis = redis.Redis.from_url(services.redis_url)
+        self.processed = 0
+        self.candidates = 0
+        self._positions: dict[int, int] = {}
+        self._stop = threading.Event()
+
+    # --- assignment: rebuild, then seek to ingestion's offsets ---
+    def _on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        assert self.services.database_url is not None
+        started = time.perf_counter()
+        self.processor.devices.clear()
+        with connect_retrying(
+            self.services.database_url, application_name="iotmon-processing"
+        ) as conn:
+            offsets = rebuild.rebuild(
+                conn,
+                self.processor,
+                now=time.time(),
+                bus_id=self.services.bus.bus_id,
+                ingestion_group=self.services.settings.ingestion_group,
+                topic=self.topic,
+            )
+        logger.info(
+            "state rebuilt from PostgreSQL",
+            devices=len(self.processor.devices),
+            offsets=offsets,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        out = []
+        for tp in tps:
+            off = offsets.get(tp.partition)
+            out.append(
+                TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if off is None else off)
+            )
+        return out
+
+    # --- the loop (a worker thread) ---
+    def loop(self, stop: threading.Event) -> None:
+        self._stop = stop
+        consumer = self.services.bus.consumer(self.group, name="iotmon-processing")
+        producer = self.services.bus.producer(name="iotmon-processing")
+        consumer.subscribe([self.topic], on_assign=self._on_assign)
+        s = self.services.settings
+        limits = Limits(max_age=timedelta(days=s.retention_readings_days))
+        last_flush = last_reload = last_rollup = 0.0
+        try:
+            while not stop.is_set():
+                msgs = consumer.consume(5000, 0.2)
+                if msgs:
+                    now_dt = datetime.now(UTC)
+                    now = now_dt.timestamp()
+                    rows, _ = parse_many([m.value() or b"" for m in msgs], now_dt, limits)
+                    add = self.processor.add
+                    for row in rows:
+                        for cand in add(row[0], row[1].timestamp(), row[3], now):
+                            self._candidate(producer, cand)
+                    self.processed += len(rows)
+                    PROCESSED.inc(len(rows))
+                    for m in msgs:
+                        self._positions[m.partition()] = m.offset() + 1  # type: ignore[index,operator]
+                mono = time.monotonic()
+                if mono - last_reload >= CONFIG_RELOAD_S:
+                    self._reload_configs()
+                    last_reload = mono
+                if mono - last_flush >= FLUSH_INTERVAL_S:
+                    self.flush(producer, consumer)
+                    last_flush = mono
+                if mono - last_rollup >= ROLLUP_INTERVAL_S:
+                    self._rollup()
+                    last_rollup = mono
+        finally:
+            self.flush(producer, consumer)
+            producer.flush(10)
+            consumer.close()
+
+    def _candidate(self, producer: Producer, cand: dict[str, Any]) -> None:
+        producer.produce(self.alerts_topic, orjson.dumps(cand), key=cand["deviceId"].encode())
+        self.candidates += 1
+        CANDIDATES.labels(cand["type"]).inc()
+
+    def flush(self, producer: Producer, consumer: Consumer) -> None:
+        """Write every device that changed since the last flush; then commit our offsets."""
+        proc = self.processor
+        dirty, proc.dirty = proc.dirty, set()
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for device_id in dirty:
+            snap = proc.snapshot(device_id, now)
+            st = proc.devices[device_id]
+            publish.write_device(pipe, device_id, snap, st.timestamp)
+            for cand in proc.trend_candidates(device_id, snap["stats1h"]):
+                self._candidate(producer, cand)
+            producer.produce(
+                self.metrics_topic,
+                orjson.dumps(
+                    {
+                        "deviceId": device_id,
+                        "current": snap["current"],
+                        "stats1h": snap["stats1h"].as_dict(),
+                        "stats24h": snap["stats24h"].as_dict(),
+                    }
+                ),
+                key=device_id.encode(),
+            )
+        publish.write_system(pipe, self.system_metrics(now))
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.error("redis write failed; will write again next flush", error=str(exc))
+            proc.dirty |= dirty
+            return
+        DEVICES.set(len(proc.devices))
+        if self._positions:
+            consumer.commit([TopicPartition(self.topic, p, o) for p, o in self._positions.items()])
+
+    def system_metrics(self, now: float) -> dict[str, Any]:
+        proc = self.processor
+        active = sum(1 for st in proc.devices.values() if now - st.timestamp <= ACTIVE_AFTER_S)
+        try:
+            alerts = int(self.redis.hlen(publish.ACTIVE_ALERTS_KEY))
+        except redis.RedisError:
+            alerts = 0
+        total = max(len(proc.configs), len(proc.devices))
+        return {
+            "totalDevices": total,
+            "activeDevices": active,
+            "activeAlertsCount": alerts,
+            "dataPointsLastHour": sum(st.w1h.stats(now, 0).count for st in proc.devices.values()),
+            "systemHealth": "healthy" if active == total else "degraded",
+            "timestamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+        }
+
+    def _reload_configs(self) -> None:
+        assert self.services.database_url is not None
+        try:
+            with connect_retrying(self.services.database_url, attempts=1) as conn:
+                self.processor.reconfigure(rebuild.load_configs(conn))
+        except Exception as exc:
+            logger.warning("device configuration reload failed", error=str(exc))
+
+    def _rollup(self) -> None:
+        assert self.services.database_url is not None
+        try:
+            with connect_retrying(self.services.database_url, attempts=1) as conn:
+                rollup.roll_up(conn)
+        except Exception as exc:
+            logger.warning("hourly roll-up failed", error=str(exc))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        thread_stop = threading.Event()
+
+        async def relay() -> None:
+            await stop.wait()
+            thread_stop.set()
+
+        relay_task = asyncio.create_task(relay())
+        try:
+            await asyncio.to_thread(self.loop, thread_stop)
+        finally:
+            thread_stop.set()
+            relay_task.cancel()
+            self.redis.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "processed": self.processed,
+            "devices": len(self.processor.devices),
+            "candidates": self.candidates,
+        }
+
+    def routers(self) -> list[APIRouter]:
+        return []
+
+
+def build(services: Services) -> ProcessingRole:
+    return ProcessingRole(services)

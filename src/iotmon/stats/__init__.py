@@ -1,0 +1,1 @@
+"""Live statistics: windows of time buckets, a quantile sketch, trend, anomaly score, roll-up."""
