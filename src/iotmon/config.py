@@ -55,6 +55,22 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="trend_warning when the line crosses within"
     )
 
+    # --- alerts ---
+    alerts_group: str = "iotmon-alerts"
+    alert_offline_timeout_s: float = Field(default=30.0, gt=0)
+    alert_escalate_after_s: float = Field(default=300.0, gt=0)
+    alert_min_duration_s: float = Field(default=0.0, ge=0, description="breach must hold")
+    alert_min_readings: int = Field(default=1, ge=1, description="breach must repeat")
+    notify_webhook_urls: list[str] = Field(default_factory=list)
+    notify_rate_limit_s: float = Field(default=60.0, ge=0)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "iotmon@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+
     # --- retention (days) and partitions ---
     retention_readings_days: int = Field(default=90, ge=1)
     retention_stats_days: int = Field(default=365, ge=1)

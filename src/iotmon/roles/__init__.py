@@ -77,4 +77,14 @@ ROLES: dict[str, RoleDefinition] = {
         group="iotmon-processing",
         dlq="sensors-data.dlq",
     ),
+    "alerts": RoleDefinition(
+        name="alerts",
+        module="iotmon.roles.alerts",
+        description="alert candidates -> lifecycle, offline detection, escalation, notifications",
+        default_port=8004,
+        needs=frozenset({"bus", "database", "redis"}),
+        consumes=("alerts",),
+        group="iotmon-alerts",
+        dlq="sensors-data.dlq",
+    ),
 }

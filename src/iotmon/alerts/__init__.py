@@ -1,0 +1,2 @@
+"""Alerts: rules, the lifecycle (triggered -> acknowledged -> resolved, escalated), silences,
+notifications."""

@@ -1,0 +1,241 @@
+"""The alert lifecycle in PostgreSQL: open or update (one open alert per device and type),
+acknowledge, escalate, resolve; every transition recorded in ``alert_transitions``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from iotmon.alerts.models import Alert, AlertError, AlertNotFound
+
+_SEVERITY_RANK = "ARRAY['low','medium','high','critical']"
+
+_UPSERT = f"""
+INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold, status,
+                    triggered_at, last_value, last_seen_at, silenced, metadata)
+VALUES (%(device_id)s, %(alert_type)s, %(message)s, %(severity)s, %(value)s, %(threshold)s,
+        'triggered', %(at)s, %(value)s, %(at)s, %(silenced)s, %(metadata)s)
+ON CONFLICT (device_id, alert_type) WHERE status <> 'resolved' DO UPDATE SET
+    count = alerts.count + 1,
+    last_value = EXCLUDED.last_value,
+    last_seen_at = greatest(alerts.last_seen_at, EXCLUDED.last_seen_at),
+    severity = CASE WHEN array_position({_SEVERITY_RANK}, EXCLUDED.severity)
+                         > array_position({_SEVERITY_RANK}, alerts.severity)
+                    THEN EXCLUDED.severity ELSE alerts.severity END
+RETURNING {Alert.COLUMNS}, (xmax = 0) AS created
+"""
+
+
+async def _record(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    note: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (alert_id, from_status, to_status, actor, note),
+    )
+
+
+async def open_or_update(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    device_id: str,
+    alert_type: str,
+    message: str,
+    severity: str,
+    value: float | None,
+    threshold: float | None,
+    at: datetime,
+    silenced: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Alert, bool]:
+    """Open an alert, or count a repeat on the one already open. Returns (alert, created)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            _UPSERT,
+            {
+                "device_id": device_id,
+                "alert_type": alert_type,
+                "message": message,
+                "severity": severity,
+                "value": value,
+                "threshold": threshold,
+                "at": at,
+                "silenced": silenced,
+                "metadata": Jsonb(metadata or {}),
+            },
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        alert, created = Alert(*row[:-1]), bool(row[-1])
+        if created:
+            await _record(conn, alert.id, None, "triggered", "system", message)
+    return alert, created
+
+
+async def get(conn: psycopg.AsyncConnection[Any], alert_id: int) -> Alert:
+    async with conn.cursor(row_factory=class_row(Alert)) as cur:
+        await cur.execute(f"SELECT {Alert.COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
+        alert = await cur.fetchone()
+    if alert is None:
+        raise AlertNotFound(f"alert {alert_id} does not exist")
+    return alert
+
+
+async def _transition(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    *,
+    allowed: tuple[str, ...],
+    to_status: str,
+    actor: str,
+    note: str | None,
+    sets: str,
+) -> Alert:
+    async with conn.transaction():
+        async with conn.cursor(row_factory=class_row(Alert)) as cur:
+            await cur.execute(
+                f"SELECT {Alert.COLUMNS} FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)
+            )
+            alert = await cur.fetchone()
+            if alert is None:
+                raise AlertNotFound(f"alert {alert_id} does not exist")
+            if alert.status not in allowed:
+                raise AlertError(
+                    f"alert {alert_id} is {alert.status}; it cannot become "
+                    f"{to_status} (only from {', '.join(allowed)})"
+                )
+            await cur.execute(
+                f"UPDATE alerts SET status = %(to)s, {sets} WHERE id = %(id)s"
+                f" RETURNING {Alert.COLUMNS}",
+                {"to": to_status, "id": alert_id, "actor": actor},
+            )
+            updated = await cur.fetchone()
+        assert updated is not None
+        await _record(conn, alert_id, alert.status, to_status, actor, note)
+    return updated
+
+
+async def acknowledge(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, actor: str, note: str | None = None
+) -> Alert:
+    return await _transition(
+        conn,
+        alert_id,
+        allowed=("triggered", "escalated"),
+        to_status="acknowledged",
+        actor=actor,
+        note=note,
+        sets="acknowledged_at = now(), acknowledged_by = %(actor)s",
+    )
+
+
+async def resolve(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, actor: str, note: str | None = None
+) -> Alert:
+    return await _transition(
+        conn,
+        alert_id,
+        allowed=("triggered", "acknowledged", "escalated"),
+        to_status="resolved",
+        actor=actor,
+        note=note,
+        sets="resolved_at = now(), resolved_by = %(actor)s",
+    )
+
+
+async def escalate(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, note: str | None = None
+) -> Alert:
+    return await _transition(
+        conn,
+        alert_id,
+        allowed=("triggered",),
+        to_status="escalated",
+        actor="system",
+        note=note,
+        sets="escalated_at = now()",
+    )
+
+
+async def find_open(
+    conn: psycopg.AsyncConnection[Any], device_id: str, alert_type: str
+) -> Alert | None:
+    async with conn.cursor(row_factory=class_row(Alert)) as cur:
+        await cur.execute(
+            f"SELECT {Alert.COLUMNS} FROM alerts WHERE device_id = %s AND alert_type = %s"
+            " AND status <> 'resolved'",
+            (device_id, alert_type),
+        )
+        return await cur.fetchone()
+
+
+async def open_alerts(conn: psycopg.AsyncConnection[Any]) -> list[Alert]:
+    async with conn.cursor(row_factory=class_row(Alert)) as cur:
+        await cur.execute(
+            f"SELECT {Alert.COLUMNS} FROM alerts WHERE status <> 'resolved' ORDER BY triggered_at"
+        )
+        return await cur.fetchall()
+
+
+async def due_for_escalation(conn: psycopg.AsyncConnection[Any], before: datetime) -> list[int]:
+    cur = await conn.execute(
+        "SELECT id FROM alerts WHERE status = 'triggered' AND triggered_at <= %s", (before,)
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def transitions(conn: psycopg.AsyncConnection[Any], alert_id: int) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT from_status, to_status, actor, note, created_at FROM alert_transitions"
+        " WHERE alert_id = %s ORDER BY id",
+        (alert_id,),
+    )
+    return [
+        {"from": f, "to": t, "actor": a, "note": n, "at": at}
+        for f, t, a, n, at in await cur.fetchall()
+    ]
+
+
+# --- silences ---
+async def silenced(
+    conn: psycopg.AsyncConnection[Any], device_id: str, alert_type: str, at: datetime
+) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM silences WHERE starts_at <= %(at)s AND ends_at > %(at)s"
+        " AND (device_id IS NULL OR device_id = %(d)s)"
+        " AND (alert_type IS NULL OR alert_type = %(t)s) LIMIT 1",
+        {"at": at, "d": device_id, "t": alert_type},
+    )
+    return await cur.fetchone() is not None
+
+
+async def create_silence(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    device_id: str | None,
+    alert_type: str | None,
+    ends_at: datetime,
+    starts_at: datetime | None = None,
+    reason: str | None = None,
+    created_by: str = "system",
+) -> int:
+    if device_id is None and alert_type is None:
+        raise AlertError("a silence needs a device, an alert type, or both")
+    cur = await conn.execute(
+        "INSERT INTO silences (device_id, alert_type, starts_at, ends_at, reason, created_by)"
+        " VALUES (%s, %s, coalesce(%s, now()), %s, %s, %s) RETURNING id",
+        (device_id, alert_type, starts_at, ends_at, reason, created_by),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])

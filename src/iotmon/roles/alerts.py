@@ -1,0 +1,142 @@
+"""Alerts role: candidates from ``alerts`` -> the alert engine; offline detection every
+200 ms; escalation and quiet-anomaly resolution every few seconds; events to Socket.IO rooms
+through python-socketio's Redis manager (write-only: the web role's server delivers them)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+import psycopg
+import redis.asyncio as aioredis
+import socketio
+from fastapi import APIRouter
+
+from iotmon import logging as log
+from iotmon.alerts import rules
+from iotmon.alerts.engine import AlertEngine
+from iotmon.alerts.notify import Notifier, NotifyConfig
+from iotmon.bus import TopicPartition
+from iotmon.config import Settings, secret
+from iotmon.roles.runtime import Services
+
+logger = log.get(__name__)
+
+OFFLINE_POLL_S = 0.2
+HOUSEKEEPING_S = 5.0
+
+
+def notify_config(s: Settings) -> NotifyConfig:
+    return NotifyConfig(
+        webhook_urls=tuple(s.notify_webhook_urls),
+        smtp_host=s.smtp_host,
+        smtp_port=s.smtp_port,
+        smtp_from=s.smtp_from,
+        smtp_to=tuple(s.smtp_to),
+        smtp_username=s.smtp_username,
+        smtp_password=secret(s.smtp_password),
+        smtp_starttls=s.smtp_starttls,
+        rate_limit_s=s.notify_rate_limit_s,
+    )
+
+
+def rule_config(s: Settings) -> rules.RuleConfig:
+    return rules.RuleConfig(
+        min_duration_s=s.alert_min_duration_s,
+        min_readings=s.alert_min_readings,
+        offline_timeout_s=s.alert_offline_timeout_s,
+        escalate_after_s=s.alert_escalate_after_s,
+    )
+
+
+class AlertsRole:
+    name = "alerts"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.engine: AlertEngine | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s, svc = self.services.settings, self.services
+        assert svc.database_url is not None
+        assert svc.redis_url is not None
+        conn = await psycopg.AsyncConnection.connect(
+            svc.database_url, autocommit=True, application_name="iotmon-alerts"
+        )
+        r = aioredis.Redis.from_url(svc.redis_url)
+        sio = socketio.AsyncRedisManager(svc.redis_url, write_only=True)
+
+        async def emit(event: str, payload: dict[str, Any], room: str) -> None:
+            try:
+                await sio.emit(event, payload, room=room)
+            except Exception as exc:  # live events are best effort; the alert is stored
+                logger.warning("socket.io emit failed", socket_event=event, error=str(exc))
+
+        notifier = Notifier(notify_config(s))
+        engine = self.engine = AlertEngine(
+            conn=conn, redis=r, notifier=notifier, config=rule_config(s), emit=emit
+        )
+        await engine.start()
+        consumer = svc.bus.consumer(s.alerts_group, name="iotmon-alerts")
+        consumer.subscribe([s.topic("alerts")])
+        tasks = [
+            asyncio.create_task(self._offline(stop)),
+            asyncio.create_task(self._housekeeping(stop)),
+        ]
+        try:
+            while not stop.is_set():
+                msgs = await asyncio.to_thread(consumer.consume, 500, 0.2)
+                for m in msgs:
+                    try:
+                        await engine.handle(orjson.loads(m.value() or b"{}"))
+                    except (orjson.JSONDecodeError, KeyError) as exc:
+                        logger.warning("bad alert candidate skipped", error=str(exc))
+                if msgs:
+                    last: dict[int, int] = {}
+                    for m in msgs:
+                        last[m.partition()] = m.offset()  # type: ignore[index,assignment]
+                    consumer.commit(
+                        [TopicPartition(s.topic("alerts"), p, o + 1) for p, o in last.items()]
+                    )
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.to_thread(consumer.close)
+            await notifier.close()
+            await r.aclose()
+            await conn.close()
+
+    async def _offline(self, stop: asyncio.Event) -> None:
+        assert self.engine is not None
+        while not stop.is_set():
+            try:
+                await self.engine.check_offline()
+            except Exception as exc:
+                logger.error("offline check failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), OFFLINE_POLL_S)
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        assert self.engine is not None
+        while not stop.is_set():
+            try:
+                await self.engine.escalate_due()
+                await self.engine.resolve_quiet_anomalies()
+            except Exception as exc:
+                logger.error("alert housekeeping failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
+
+    def status(self) -> dict[str, Any]:
+        if self.engine is None:
+            return {"started": False}
+        return {**self.engine.stats, "offline": sorted(self.engine.offline)}
+
+    def routers(self) -> list[APIRouter]:
+        return []
+
+
+def build(services: Services) -> AlertsRole:
+    return AlertsRole(services)

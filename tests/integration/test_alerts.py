@@ -1,0 +1,316 @@
+"""The alert engine on real PostgreSQL and Redis, with a real SMTP server and a real HTTP
+receiver for webhooks. Time is an injectable clock where waiting would be slow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from aiosmtpd.controller import Controller
+
+from iotmon.alerts import lifecycle
+from iotmon.alerts.engine import ACTIVE_KEY, LAST_SEEN_KEY, AlertEngine
+from iotmon.alerts.models import AlertError
+from iotmon.alerts.notify import Notifier, NotifyConfig
+from iotmon.alerts.rules import RuleConfig
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Webhooks:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [r["event"] for r in self.received]
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [
+            next(line for line in m.splitlines() if line.startswith("Subject:"))
+            for m in self.messages
+        ]
+
+
+@pytest.fixture
+def webhooks() -> Iterator[Webhooks]:
+    hooks = Webhooks()
+    yield hooks
+    hooks.server.shutdown()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+@pytest.fixture
+async def engine_parts(
+    database_url: str, infra: dict[str, str], webhooks: Webhooks, mailbox: tuple[Mailbox, int]
+) -> AsyncIterator[dict[str, Any]]:
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    r = aioredis.Redis.from_url(infra["IOTMON_REDIS_URL"].rsplit("/", 1)[0] + "/7")
+    await r.flushdb()
+    events: list[tuple[str, dict[str, Any], str]] = []
+    clock = Clock()
+    notifier = Notifier(
+        NotifyConfig(
+            webhook_urls=(webhooks.url,),
+            smtp_host="127.0.0.1",
+            smtp_port=mailbox[1],
+            smtp_to=("ops@example.com",),
+            rate_limit_s=0,
+        )
+    )
+    yield {"conn": conn, "redis": r, "events": events, "clock": clock, "notifier": notifier}
+    await notifier.close()
+    await r.flushdb()
+    await r.aclose()
+    await conn.close()
+
+
+def make_engine(parts: dict[str, Any], **rule: Any) -> AlertEngine:
+    return AlertEngine(
+        conn=parts["conn"],
+        redis=parts["redis"],
+        notifier=parts["notifier"],
+        config=RuleConfig(**rule),
+        emit=_collector(parts["events"]),
+        clock=parts["clock"],
+    )
+
+
+def _collector(events: list[Any]) -> Any:
+    async def emit(event: str, payload: dict[str, Any], room: str) -> None:
+        events.append((event, payload, room))
+
+    return emit
+
+
+def candidate(
+    device: str = "device-001",
+    kind: str = "threshold_exceeded",
+    value: float = 90.0,
+    threshold: float | None = 85.0,
+    state: str = "active",
+) -> dict[str, Any]:
+    return {
+        "deviceId": device,
+        "type": kind,
+        "value": value,
+        "threshold": threshold,
+        "state": state,
+        "unit": "celsius",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def test_a_burst_of_breaches_is_one_alert_counted_and_auto_resolved(
+    engine_parts: dict[str, Any], webhooks: Webhooks, mailbox: tuple[Mailbox, int]
+) -> None:
+    engine = make_engine(engine_parts)
+    await engine.start()
+    for i in range(1000):
+        await engine.handle(candidate(value=86 + i % 10))
+    alerts = await lifecycle.open_alerts(engine_parts["conn"])
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert.count == 1000
+    assert alert.status == "triggered"
+    assert alert.last_value == 86 + 999 % 10
+    assert alert.severity == "high"  # 95 is 10/60 of the normal span past 85
+    assert [e for e, _, room in engine_parts["events"] if room == "alerts"] == ["alert-triggered"]
+    assert await engine_parts["redis"].hexists(ACTIVE_KEY, str(alert.id))
+
+    # Back inside the normal range (processing sends "clear" only then: hysteresis).
+    resolved = await engine.handle(candidate(value=70, state="clear"))
+    assert resolved is not None
+    assert resolved.status == "resolved"
+    assert resolved.resolved_by == "system"
+    assert not await engine_parts["redis"].hexists(ACTIVE_KEY, str(alert.id))
+    history = await lifecycle.transitions(engine_parts["conn"], alert.id)
+    assert [(h["from"], h["to"]) for h in history] == [
+        (None, "triggered"),
+        ("triggered", "resolved"),
+    ]
+    # An email and a webhook for the trigger and for the resolution, nothing per repeat.
+    await asyncio.sleep(0.2)
+    assert webhooks.events() == ["alert-triggered", "alert-resolved"]
+    assert webhooks.received[0]["alert"]["deviceId"] == "device-001"
+    subjects = mailbox[0].subjects()
+    assert len(subjects) == 2
+    assert "TRIGGERED" in subjects[0]
+    assert "RESOLVED" in subjects[1]
+
+
+async def test_duration_condition_needs_repeated_breaches(engine_parts: dict[str, Any]) -> None:
+    engine = make_engine(engine_parts, min_readings=3)
+    assert await engine.handle(candidate()) is None
+    assert await engine.handle(candidate()) is None
+    alert = await engine.handle(candidate())
+    assert alert is not None
+    assert alert.count == 1
+
+
+async def test_silenced_alerts_are_recorded_but_not_notified(
+    engine_parts: dict[str, Any], webhooks: Webhooks, mailbox: tuple[Mailbox, int]
+) -> None:
+    conn = engine_parts["conn"]
+    await lifecycle.create_silence(
+        conn,
+        device_id="device-002",
+        alert_type=None,
+        starts_at=datetime.now(UTC) - timedelta(minutes=1),
+        ends_at=datetime.now(UTC) + timedelta(hours=1),
+        reason="maintenance",
+        created_by="op",
+    )
+    engine = make_engine(engine_parts)
+    alert = await engine.handle(candidate(device="device-002", value=60, threshold=55))
+    assert alert is not None
+    assert alert.silenced
+    await engine.handle(candidate(device="device-002", value=40, state="clear"))
+    await asyncio.sleep(0.2)
+    assert webhooks.received == []
+    assert mailbox[0].messages == []
+    # Another device is not muted.
+    await engine.handle(candidate(device="device-001"))
+    await asyncio.sleep(0.2)
+    assert webhooks.events() == ["alert-triggered"]
+
+
+async def test_acknowledge_then_resolve_records_who_and_when(engine_parts: dict[str, Any]) -> None:
+    engine = make_engine(engine_parts)
+    alert = await engine.handle(candidate())
+    assert alert is not None
+    acked = await engine.acknowledge(alert.id, "olivia", "on my way")
+    assert acked.status == "acknowledged"
+    assert acked.acknowledged_by == "olivia"
+    assert acked.acknowledged_at is not None
+    with pytest.raises(AlertError, match="cannot become acknowledged"):
+        await engine.acknowledge(alert.id, "olivia")
+    done = await engine.resolve(alert.id, "olivia")
+    assert done.resolved_by == "olivia"
+    with pytest.raises(AlertError, match="is resolved"):
+        await engine.resolve(alert.id, "olivia")
+    events = [e for e, _, room in engine_parts["events"] if room == "alerts"]
+    assert events == ["alert-triggered", "alert-acknowledged", "alert-resolved"]
+    # A new breach after resolution opens a new alert.
+    again = await engine.handle(candidate())
+    assert again is not None
+    assert again.id != alert.id
+
+
+async def test_unacknowledged_alerts_escalate_after_five_minutes(
+    engine_parts: dict[str, Any], webhooks: Webhooks
+) -> None:
+    clock: Clock = engine_parts["clock"]
+    engine = make_engine(engine_parts)
+    alert = await engine.handle(candidate())
+    assert alert is not None
+    clock.t = alert.triggered_at.timestamp() + 299
+    assert await engine.escalate_due() == []
+    clock.t = alert.triggered_at.timestamp() + 301
+    escalated = await engine.escalate_due()
+    assert [a.id for a in escalated] == [alert.id]
+    assert escalated[0].status == "escalated"
+    assert escalated[0].escalated_at is not None
+    assert await engine.escalate_due() == []  # once
+    acked = await engine.acknowledge(alert.id, "night-shift")
+    assert acked.status == "acknowledged"
+    await asyncio.sleep(0.2)
+    assert webhooks.events() == ["alert-triggered", "alert-escalated"]
+
+
+async def test_device_offline_fires_at_the_deadline_and_resolves_on_data(
+    engine_parts: dict[str, Any],
+) -> None:
+    clock: Clock = engine_parts["clock"]
+    r = engine_parts["redis"]
+    engine = make_engine(engine_parts, offline_timeout_s=30)
+    await engine.start()
+    last = clock.t
+    await r.zadd(LAST_SEEN_KEY, {"device-004": last})
+    clock.t = last + 29.9
+    await engine.check_offline()
+    assert await lifecycle.find_open(engine_parts["conn"], "device-004", "device_offline") is None
+    clock.t = last + 30.1  # the role polls every 200 ms: it fires within 0.2 s of the deadline
+    await engine.check_offline()
+    alert = await lifecycle.find_open(engine_parts["conn"], "device-004", "device_offline")
+    assert alert is not None
+    assert alert.severity == "high"
+    await engine.check_offline()  # still offline: no second alert, no second event
+    statuses = [
+        p["status"]
+        for e, p, room in engine_parts["events"]
+        if e == "device-status" and room == "system"
+    ]
+    assert statuses == ["offline"]
+    await r.zadd(LAST_SEEN_KEY, {"device-004": clock.t})
+    await engine.check_offline()
+    assert await lifecycle.find_open(engine_parts["conn"], "device-004", "device_offline") is None
+    statuses = [
+        p["status"]
+        for e, p, room in engine_parts["events"]
+        if e == "device-status" and room == "system"
+    ]
+    assert statuses == ["offline", "online"]
+
+
+async def test_open_alerts_survive_a_restart(engine_parts: dict[str, Any]) -> None:
+    first = make_engine(engine_parts)
+    alert = await first.handle(candidate())
+    assert alert is not None
+    await engine_parts["redis"].delete(ACTIVE_KEY)
+    second = make_engine(engine_parts)
+    await second.start()
+    assert await engine_parts["redis"].hexists(ACTIVE_KEY, str(alert.id))
+    repeat = await second.handle(candidate())
+    assert repeat is not None
+    assert (repeat.id, repeat.count) == (alert.id, 2)
