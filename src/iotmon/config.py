@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="trend_warning when the line crosses within"
     )
 
+    live_min_interval_s: float = Field(
+        default=0.1, ge=0, description="sensor-data events per device at most"
+    )
+
     # --- alerts ---
     alerts_group: str = "iotmon-alerts"
     alert_offline_timeout_s: float = Field(default=30.0, gt=0)

@@ -198,3 +198,49 @@ def test_hourly_rollup_is_idempotent(database_url: str) -> None:
     assert [r[:7] for r in rows] == [r[:7] for r in again]
     device, ts, avg, lo, hi, n, _std = rows[0][:7]
     assert (device, ts, avg, lo, hi, n) == ("device-001", hour, 50.5, 1, 100, 100)
+
+
+async def test_live_sensor_data_events_reach_the_device_room(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
+    """Processing emits sensor-data (and system-status) through the Socket.IO Redis manager."""
+    device = f"live-{uuid.uuid4().hex[:6]}"
+    r = redis.Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("socketio")
+    running = await asyncio.to_thread(Running, settings, kafka_bus)
+    try:
+        await asyncio.sleep(1.0)  # assigned and rebuilt
+        n = produce_spread(
+            kafka_bus,
+            settings.topic("sensors-data"),
+            [device],
+            start=datetime.now(UTC) - timedelta(seconds=5),
+            seconds=4,
+            per_device=20,
+            base=50,
+        )
+        await asyncio.to_thread(running.wait_processed, n)
+        events: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            "sensor-data" in events and "system-status" in events
+        ):
+            msg = pubsub.get_message(timeout=0.5)
+            if msg and msg["type"] == "message":
+                data = orjson.loads(msg["data"])
+                if data.get("method") == "emit":
+                    events.setdefault(data["event"], []).append(data)
+    finally:
+        await asyncio.to_thread(running.close)
+        pubsub.close()
+    mine = [e for e in events.get("sensor-data", []) if e["data"][0]["deviceId"] == device]
+    assert mine, events.keys()
+    assert mine[0]["room"] == f"device:{device}"
+    payload = mine[-1]["data"][0]
+    assert set(payload) == {"deviceId", "timestamp", "data", "stats"}
+    assert set(payload["data"]) == {"value", "unit", "status"}
+    assert payload["data"]["unit"] == "celsius"
+    # Throttled: far fewer events than readings for a burst.
+    assert len(mine) < n
+    assert events["system-status"][0]["room"] == "system"

@@ -65,6 +65,7 @@ class Alert:
 
         return {
             "id": self.id,
+            "alertId": self.id,
             "deviceId": self.device_id,
             "type": self.alert_type,
             "message": self.message,

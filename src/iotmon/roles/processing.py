@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import redis
+import socketio
 from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
@@ -54,6 +55,12 @@ class ProcessingRole:
             {}, ProcessorConfig(anomaly_z=s.anomaly_z, trend_horizon_s=s.trend_horizon_s)
         )
         self.redis = redis.Redis.from_url(services.redis_url)
+        # Live events go through python-socketio's Redis manager; the web role's Socket.IO
+        # server delivers them to the subscribed rooms (device:<id>, system).
+        self.sio = socketio.RedisManager(services.redis_url, write_only=True)
+        self.live_interval_s = s.live_min_interval_s
+        self._last_emit: dict[str, float] = {}
+        self._stats_cache: dict[str, dict[str, Any]] = {}
         self.processed = 0
         self.candidates = 0
         self._positions: dict[int, int] = {}
@@ -107,8 +114,9 @@ class ProcessingRole:
                     rows, _ = parse_many([m.value() or b"" for m in msgs], now_dt, limits)
                     add = self.processor.add
                     for row in rows:
-                        for cand in add(row[0], row[1].timestamp(), row[3], now):
+                        for cand in add(row[0], row[1].timestamp(), row[3], now, row[2], row[4]):
                             self._candidate(producer, cand)
+                    self._emit_live({row[0] for row in rows})
                     self.processed += len(rows)
                     PROCESSED.inc(len(rows))
                     for m in msgs:
@@ -128,6 +136,26 @@ class ProcessingRole:
             producer.flush(10)
             consumer.close()
 
+    def _emit_live(self, device_ids: set[str]) -> None:
+        """``sensor-data`` to each device's room, at most once per live interval per device."""
+        mono = time.monotonic()
+        for device_id in device_ids:
+            if mono - self._last_emit.get(device_id, -1e9) < self.live_interval_s:
+                continue
+            self._last_emit[device_id] = mono
+            st = self.processor.devices[device_id]
+            payload = {
+                "deviceId": device_id,
+                "timestamp": _iso(st.timestamp),
+                "data": {"value": st.value, "unit": st.config.unit, "status": st.status},
+                "stats": self._stats_cache.get(device_id, {}),
+            }
+            try:
+                self.sio.emit("sensor-data", payload, room=f"device:{device_id}")
+            except Exception as exc:  # live events are best effort
+                logger.warning("socket.io emit failed", error=str(exc))
+                return
+
     def _candidate(self, producer: Producer, cand: dict[str, Any]) -> None:
         producer.produce(self.alerts_topic, orjson.dumps(cand), key=cand["deviceId"].encode())
         self.candidates += 1
@@ -143,6 +171,14 @@ class ProcessingRole:
             snap = proc.snapshot(device_id, now)
             st = proc.devices[device_id]
             publish.write_device(pipe, device_id, snap, st.timestamp)
+            s1 = snap["stats1h"]
+            self._stats_cache[device_id] = {
+                "avg": s1.avg,
+                "min": s1.min,
+                "max": s1.max,
+                "count": s1.count,
+                "trend": s1.trend,
+            }
             for cand in proc.trend_candidates(device_id, snap["stats1h"]):
                 self._candidate(producer, cand)
             producer.produce(
@@ -157,7 +193,8 @@ class ProcessingRole:
                 ),
                 key=device_id.encode(),
             )
-        publish.write_system(pipe, self.system_metrics(now))
+        system = self.system_metrics(now)
+        publish.write_system(pipe, system)
         try:
             pipe.execute()
         except redis.RedisError as exc:
@@ -165,6 +202,10 @@ class ProcessingRole:
             proc.dirty |= dirty
             return
         DEVICES.set(len(proc.devices))
+        try:
+            self.sio.emit("system-status", system, room="system")
+        except Exception as exc:
+            logger.warning("socket.io emit failed", error=str(exc))
         if self._positions:
             consumer.commit([TopicPartition(self.topic, p, o) for p, o in self._positions.items()])
 
@@ -227,6 +268,10 @@ class ProcessingRole:
 
     def routers(self) -> list[APIRouter]:
         return []
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build(services: Services) -> ProcessingRole:

@@ -77,11 +77,12 @@ class Processor:
         self.devices: dict[str, DeviceState] = {}
         self.dirty: set[str] = set()
 
-    def state(self, device_id: str) -> DeviceState:
+    def state(self, device_id: str, sensor_type: str = "unknown", unit: str = "") -> DeviceState:
         st = self.devices.get(device_id)
         if st is None:
             st = DeviceState(
-                config=self.configs.get(device_id) or DeviceConfig(device_id),
+                # An unconfigured device is described by its readings until it is configured.
+                config=self.configs.get(device_id) or DeviceConfig(device_id, sensor_type, unit),
                 w1h=Window(HOUR, self.cfg.bucket_1h_s),
                 w24h=Window(DAY, self.cfg.bucket_24h_s),
             )
@@ -95,9 +96,17 @@ class Processor:
             if device_id in configs:
                 st.config = configs[device_id]
 
-    def add(self, device_id: str, t: float, v: float, now: float) -> list[dict[str, Any]]:
+    def add(
+        self,
+        device_id: str,
+        t: float,
+        v: float,
+        now: float,
+        sensor_type: str = "unknown",
+        unit: str = "",
+    ) -> list[dict[str, Any]]:
         """Count one reading; return the alert candidates it raises."""
-        st = self.state(device_id)
+        st = self.state(device_id, sensor_type, unit)
         st.w1h.add(t, v, now)
         st.w24h.add(t, v, now)
         self.dirty.add(device_id)
