@@ -1,7 +1,8 @@
 """Scenarios: drive a device past its thresholds, or silence it, for a while.
 
 ``high`` (alias ``overheat``) ramps above alert_max, ``low`` below alert_min, ``drift`` creeps
-slowly towards the upper threshold and past it, ``offline`` sends nothing.
+slowly towards the upper threshold and past it, ``offline`` sends nothing, ``anomaly`` jumps
+to the far edge of the normal range (far outside the recent pattern, inside the thresholds).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from iotmon.devices.models import DeviceSpec
 
-KINDS = ("high", "low", "drift", "offline")
+KINDS = ("high", "low", "drift", "offline", "anomaly")
 ALIASES = {"overheat": "high", "spike": "high", "drop": "low", "silence": "offline"}
 
 
@@ -74,6 +75,10 @@ class ActiveScenario:
             top = (spec.alert_max if spec.alert_max is not None else spec.normal_max) + 0.1 * span
             frac = min(1.0, elapsed / self.scenario.duration_s)
             return normal + (top - normal) * frac
+        if kind == "anomaly":
+            middle = (spec.normal_min + spec.normal_max) / 2
+            edge = spec.normal_min if normal > middle else spec.normal_max
+            return edge - 0.01 * span if edge == spec.normal_max else edge + 0.01 * span
         frac = min(1.0, elapsed / self.scenario.ramp_s) if self.scenario.ramp_s > 0 else 1.0
         if kind == "high":
             target = spec.alert_max if spec.alert_max is not None else spec.normal_max

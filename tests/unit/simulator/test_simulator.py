@@ -126,3 +126,16 @@ def test_durations() -> None:
     assert parse_duration("2m") == 120
     assert parse_duration("1h") == 3600
     assert parse_duration("500ms") == 0.5
+
+
+def test_an_anomaly_scenario_jumps_inside_the_thresholds() -> None:
+    sim, clock, sent = make()
+    run_for(sim, clock, 20)
+    before = [m["value"] for m in sent if m["deviceId"] == "device-001"]
+    sim.start_scenario(Scenario.make("device-001", "anomaly", 10))
+    sent.clear()
+    run_for(sim, clock, 5)
+    during = [m["value"] for m in sent if m["deviceId"] == "device-001"]
+    assert during
+    assert all(15 <= v <= 85 for v in during)  # no threshold crossed
+    assert min(abs(v - sum(before) / len(before)) for v in during) > 15  # far from the pattern
