@@ -9,8 +9,6 @@ Run: ``make bench-ingest`` or ``iotmon bench ingest --readings 1000000`` with th
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import threading
 import time
@@ -25,6 +23,7 @@ from psycopg import conninfo
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from common import machine
 from iotmon.bus import topic_specs
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
@@ -36,20 +35,6 @@ from iotmon.simulator.signals import Signal
 
 BATCH = 20_000
 DEVICES = 1_000
-
-
-def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {system}"
 
 
 def readings(n: int) -> list[tuple[bytes, bytes]]:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from iotmon.stats.processor import DeviceConfig, Processor
-from iotmon.stats.sketch import Sketch
+from iotmon.stats.sketch import GAMMA_LN, key_from_parts
 from iotmon.stats.windows import Bucket, Window
 
 _BUCKETS_SQL = """
@@ -74,7 +74,7 @@ def rebuild(
         windows = {"w1h": sample.w1h, "w24h": sample.w24h}
         del processor.devices["__probe__"]
         processor.dirty.discard("__probe__")
-        gamma_ln = Sketch()._gamma_ln
+        gamma_ln = GAMMA_LN
         for name, probe in windows.items():
             params = {
                 "bucket": f"{probe.bucket_s} seconds",
@@ -90,10 +90,12 @@ def rebuild(
                 b.su, b.suu, b.suv = su, suu, suv
                 buckets[(device_id, start)] = b
             for device_id, start, sgn, k, n in conn.execute(_BINS_SQL, params):
-                buckets[(device_id, start)].sketch.add_bin(sgn, k, n)
+                buckets[(device_id, start)].bins.add(key_from_parts(sgn, k), n)
             for (device_id, _), b in sorted(buckets.items(), key=lambda kv: kv[0][1]):
                 window: Window = getattr(processor.state(device_id), name)
                 window.add_bucket(b)
+            for st in processor.devices.values():
+                getattr(st, name).recompute()
         for device_id, t, v in conn.execute(_LAST_SQL, {"since": now - 86400}):
             st = processor.state(device_id)
             st.value, st.timestamp, st.status = v, t, st.config.status(v)
