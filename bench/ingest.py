@@ -23,7 +23,7 @@ from psycopg import conninfo
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from common import machine
+from common import machine, write_section
 from iotmon.bus import topic_specs
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
@@ -256,7 +256,6 @@ START, END = "<!-- bench:ingest:start -->", "<!-- bench:ingest:end -->"
 def _write_markdown(path: Path, r: dict[str, Any]) -> None:
     section = "\n".join(
         [
-            START,
             "## Ingestion: Kafka -> PostgreSQL, exactly once",
             "",
             f"`{r['command']}` on {r['date']}, {r['machine']}.",
@@ -276,18 +275,6 @@ def _write_markdown(path: Path, r: dict[str, Any]) -> None:
             f"| single-row INSERT, autocommit ({r['insert_sample']:,} rows; the specification's"
             " way)"
             f" | {r['insert_rps']:,} | {r['insert_rps'] / r['copy_rps']:.1%} |",
-            END,
         ]
     )
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nFigures are from the "
-        "commands shown, on the machine named; compare ratios within one run, not across "
-        "machines.\n"
-    )
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, START, END, section)

@@ -20,7 +20,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from common import machine
+from common import machine, write_section
 from iotmon.devices.models import fleet
 from iotmon.stats.processor import DeviceConfig, Processor
 
@@ -102,7 +102,6 @@ def run_bench(
 def _write_markdown(path: Path, r: dict[str, Any]) -> None:
     section = "\n".join(
         [
-            START,
             "## Processing: live statistics engine at fleet scale",
             "",
             f"`{r['command']}` on {r['date']}, {r['machine']}.",
@@ -116,12 +115,6 @@ def _write_markdown(path: Path, r: dict[str, Any]) -> None:
             f"| readings/s absorbed (one core) | {r['readings_per_s']:,} |",
             f"| snapshot of all devices | {r['flush_all_devices_ms']:,} ms |",
             f"| memory (RSS growth) | {r['rss_growth_mib']:,} MiB |",
-            END,
         ]
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, START, END, section)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.ingest import IngestConfig, Ingestor, tune_gc
 from iotmon.readings.models import Limits
-from iotmon.roles.runtime import Services
+from iotmon.roles.runtime import Services, run_in_thread
 
 logger = log.get(__name__)
 
@@ -52,19 +51,10 @@ class IngestionRole:
 
     async def run(self, stop: asyncio.Event) -> None:
         tune_gc()
-        thread_stop = threading.Event()
-
-        async def relay() -> None:
-            await stop.wait()
-            thread_stop.set()
-
-        relay_task = asyncio.create_task(relay())
         upkeep_task = asyncio.create_task(self._upkeep(stop))
         try:
-            await asyncio.to_thread(self.ingestor.run, thread_stop)
+            await run_in_thread(self.ingestor.run, stop)
         finally:
-            thread_stop.set()
-            relay_task.cancel()
             upkeep_task.cancel()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:

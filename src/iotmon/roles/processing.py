@@ -23,7 +23,7 @@ from iotmon import logging as log
 from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.models import Limits, parse_many
-from iotmon.roles.runtime import Services
+from iotmon.roles.runtime import Services, run_in_thread
 from iotmon.stats import publish, rebuild, rollup
 from iotmon.stats.processor import Processor, ProcessorConfig
 
@@ -245,18 +245,9 @@ class ProcessingRole:
             logger.warning("hourly roll-up failed", error=str(exc))
 
     async def run(self, stop: asyncio.Event) -> None:
-        thread_stop = threading.Event()
-
-        async def relay() -> None:
-            await stop.wait()
-            thread_stop.set()
-
-        relay_task = asyncio.create_task(relay())
         try:
-            await asyncio.to_thread(self.loop, thread_stop)
+            await run_in_thread(self.loop, stop)
         finally:
-            thread_stop.set()
-            relay_task.cancel()
             self.redis.close()
 
     def status(self) -> dict[str, Any]:

@@ -4,7 +4,9 @@ no URL is configured; migrations and topics are applied on the way up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,3 +88,20 @@ def describe(services: Services) -> dict[str, Any]:
         "redis": "embedded" if "redis" in services.embedded else "external",
         "data_dir": str(s.data_dir.resolve()),
     }
+
+
+async def run_in_thread(target: Callable[[threading.Event], Any], stop: asyncio.Event) -> Any:
+    """Run a blocking loop ``target(thread_stop)`` in a worker thread; the event loop's
+    ``stop`` reaches it as a ``threading.Event``."""
+    thread_stop = threading.Event()
+
+    async def relay() -> None:
+        await stop.wait()
+        thread_stop.set()
+
+    relay_task = asyncio.create_task(relay())
+    try:
+        return await asyncio.to_thread(target, thread_stop)
+    finally:
+        thread_stop.set()
+        relay_task.cancel()
