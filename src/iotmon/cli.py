@@ -29,6 +29,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (results in BENCH
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
+silence_app = typer.Typer(no_args_is_help=True, help="Mute alerts of a device or a type.")
+app.add_typer(silence_app, name="silence")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -280,6 +282,95 @@ def bench_processing(
     _bench_module("processing").run_bench(
         devices=devices, minutes=minutes, output=output, markdown=markdown, console=console
     )
+
+
+async def _with_database(settings: Settings, work: Any) -> Any:
+    import psycopg
+
+    from iotmon.roles.runtime import open_services
+
+    async with AsyncExitStack() as stack:
+        services = await open_services(settings, {"database"}, stack)
+        assert services.database_url is not None
+        async with await psycopg.AsyncConnection.connect(
+            services.database_url, autocommit=True
+        ) as conn:
+            return await work(conn)
+
+
+@silence_app.command("create")
+def silence_create(
+    duration: Annotated[str, typer.Option("--for", help="how long, e.g. 30m, 2h")],
+    device: Annotated[str | None, typer.Option(help="device id (all devices if unset)")] = None,
+    alert_type: Annotated[
+        str | None, typer.Option("--type", help="alert type (all if unset)")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="why, for the next shift")] = None,
+    by: Annotated[str, typer.Option(help="who")] = os.environ.get("USER", "cli"),
+) -> None:
+    """Record alerts of a device and/or type without notifying, for a period."""
+    from datetime import UTC, datetime, timedelta
+
+    from iotmon.alerts import lifecycle
+    from iotmon.alerts.models import TYPES, AlertError
+    from iotmon.simulator.scenarios import ScenarioError, parse_duration
+
+    if alert_type is not None and alert_type not in TYPES:
+        raise _fail(f"unknown alert type {alert_type!r}; types: {', '.join(TYPES)}")
+    try:
+        seconds = parse_duration(duration)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from exc
+    ends = datetime.now(UTC) + timedelta(seconds=seconds)
+
+    async def work(conn: Any) -> int:
+        return await lifecycle.create_silence(
+            conn,
+            device_id=device,
+            alert_type=alert_type,
+            ends_at=ends,
+            reason=reason,
+            created_by=by,
+        )
+
+    try:
+        silence_id = asyncio.run(_with_database(_settings(), work))
+    except AlertError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"silence {silence_id}: {device or 'every device'}, "
+        f"{alert_type or 'every type'}, until {ends:%Y-%m-%d %H:%M:%S}Z"
+    )
+
+
+@silence_app.command("list")
+def silence_list() -> None:
+    """Silences in force."""
+    from iotmon.alerts import lifecycle
+
+    rows = asyncio.run(_with_database(_settings(), lifecycle.list_silences))
+    for r in rows:
+        console.print(
+            f"{r['id']:>5}  {r['deviceId'] or '*':<14} {r['alertType'] or '*':<20} "
+            f"until {r['endsAt']:%Y-%m-%d %H:%M}Z  by {r['createdBy']}  "
+            f"{r['reason'] or ''}",
+            highlight=False,
+        )
+    if not rows:
+        console.print("no silences in force")
+
+
+@silence_app.command("delete")
+def silence_delete(silence_id: int) -> None:
+    """End a silence now."""
+    from iotmon.alerts import lifecycle
+
+    async def work(conn: Any) -> bool:
+        return await lifecycle.delete_silence(conn, silence_id)
+
+    if not asyncio.run(_with_database(_settings(), work)):
+        raise _fail(f"no silence {silence_id}")
+    console.print(f"silence {silence_id} deleted")
 
 
 def _bench_module(name: str) -> Any:

@@ -239,3 +239,20 @@ async def create_silence(
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def list_silences(
+    conn: psycopg.AsyncConnection[Any], *, include_expired: bool = False
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT id, device_id, alert_type, starts_at, ends_at, reason, created_by FROM silences"
+        + ("" if include_expired else " WHERE ends_at > now()")
+        + " ORDER BY starts_at"
+    )
+    cols = ("id", "deviceId", "alertType", "startsAt", "endsAt", "reason", "createdBy")
+    return [dict(zip(cols, row, strict=True)) for row in await cur.fetchall()]
+
+
+async def delete_silence(conn: psycopg.AsyncConnection[Any], silence_id: int) -> bool:
+    cur = await conn.execute("DELETE FROM silences WHERE id = %s", (silence_id,))
+    return cur.rowcount == 1
