@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="trend_warning when the line crosses within"
     )
 
+    stats_interval_s: float = Field(
+        default=5.0, ge=0, description="device statistics written at most this often"
+    )
     live_min_interval_s: float = Field(
         default=0.1, ge=0, description="sensor-data events per device at most"
     )

@@ -120,6 +120,7 @@ class Running:
 async def test_statistics_equal_a_recomputation_and_survive_a_restart(
     settings: Settings, kafka_bus: KafkaBus
 ) -> None:
+    settings = settings.model_copy(update={"stats_interval_s": 0.0})  # every flush
     tag = uuid.uuid4().hex[:6]
     devices = [f"stats-{tag}-{k}" for k in range(3)]
     topic = settings.topic("sensors-data")

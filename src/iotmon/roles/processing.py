@@ -34,6 +34,7 @@ CANDIDATES = Counter("iotmon_alert_candidates_total", "Alert candidates publishe
 DEVICES = Gauge("iotmon_processing_devices", "Devices with live state")
 
 FLUSH_INTERVAL_S = 1.0
+QUIET_REFRESH_S = 60.0
 CONFIG_RELOAD_S = 10.0
 ROLLUP_INTERVAL_S = 300.0
 ACTIVE_AFTER_S = 300.0
@@ -61,6 +62,9 @@ class ProcessingRole:
         self.live_interval_s = s.live_min_interval_s
         self._last_emit: dict[str, float] = {}
         self._stats_cache: dict[str, dict[str, Any]] = {}
+        self.stats_interval_s = s.stats_interval_s
+        self._stats_at: dict[str, float] = {}
+        self._quiet_sweep_at = 0.0
         self.processed = 0
         self.candidates = 0
         self._positions: dict[int, int] = {}
@@ -162,16 +166,31 @@ class ProcessingRole:
         CANDIDATES.labels(cand["type"]).inc()
 
     def flush(self, producer: Producer, consumer: Consumer) -> None:
-        """Write every device that changed since the last flush; then commit our offsets."""
+        """Write the current value of every device that changed since the last flush, and
+        the statistics of those whose last write is older than the stats interval (or that
+        went quiet: windows move on without readings); then commit our offsets."""
         proc = self.processor
         dirty, proc.dirty = proc.dirty, set()
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         for device_id in dirty:
+            publish.write_current(
+                pipe, device_id, proc.current(device_id), proc.devices[device_id].timestamp
+            )
+        interval = self.stats_interval_s
+        due = [d for d in dirty if now - self._stats_at.get(d, 0.0) >= interval]
+        if now - self._quiet_sweep_at >= QUIET_REFRESH_S:
+            self._quiet_sweep_at = now
+            due += [
+                d
+                for d in proc.devices
+                if d not in dirty and now - self._stats_at.get(d, 0.0) >= QUIET_REFRESH_S
+            ]
+        for device_id in due:
+            self._stats_at[device_id] = now
             snap = proc.snapshot(device_id, now)
-            st = proc.devices[device_id]
-            publish.write_device(pipe, device_id, snap, st.timestamp)
-            s1 = snap["stats1h"]
+            s1, s24 = snap["stats1h"], snap["stats24h"]
+            publish.write_stats(pipe, device_id, s1.as_dict(), s24.as_dict())
             self._stats_cache[device_id] = {
                 "avg": s1.avg,
                 "min": s1.min,
@@ -179,7 +198,7 @@ class ProcessingRole:
                 "count": s1.count,
                 "trend": s1.trend,
             }
-            for cand in proc.trend_candidates(device_id, snap["stats1h"]):
+            for cand in proc.trend_candidates(device_id, s1):
                 self._candidate(producer, cand)
             producer.produce(
                 self.metrics_topic,
@@ -187,8 +206,8 @@ class ProcessingRole:
                     {
                         "deviceId": device_id,
                         "current": snap["current"],
-                        "stats1h": snap["stats1h"].as_dict(),
-                        "stats24h": snap["stats24h"].as_dict(),
+                        "stats1h": s1.as_dict(),
+                        "stats24h": s24.as_dict(),
                     }
                 ),
                 key=device_id.encode(),
@@ -200,6 +219,8 @@ class ProcessingRole:
         except redis.RedisError as exc:
             logger.error("redis write failed; will write again next flush", error=str(exc))
             proc.dirty |= dirty
+            for device_id in due:
+                self._stats_at.pop(device_id, None)
             return
         DEVICES.set(len(proc.devices))
         try:
@@ -221,7 +242,7 @@ class ProcessingRole:
             "totalDevices": total,
             "activeDevices": active,
             "activeAlertsCount": alerts,
-            "dataPointsLastHour": sum(st.w1h.stats(now, 0).count for st in proc.devices.values()),
+            "dataPointsLastHour": sum(st.w1h.count(now) for st in proc.devices.values()),
             "systemHealth": "healthy" if active == total else "degraded",
             "timestamp": datetime.now(UTC)
             .isoformat(timespec="milliseconds")

@@ -178,19 +178,23 @@ class Processor:
             **extra,
         }
 
+    def current(self, device_id: str) -> dict[str, Any]:
+        st = self.devices[device_id]
+        return {
+            "value": st.value,
+            "timestamp": _iso(st.timestamp),
+            "status": st.status,
+            "unit": st.config.unit,
+            "sensorType": st.config.sensor_type,
+        }
+
     def snapshot(self, device_id: str, now: float | None = None) -> dict[str, Any]:
         """What the Redis keys and live events carry for one device."""
         now = time.time() if now is None else now
         st = self.devices[device_id]
         s1, s24 = st.w1h.stats(now, st.config.scale), st.w24h.stats(now, st.config.scale)
         return {
-            "current": {
-                "value": st.value,
-                "timestamp": _iso(st.timestamp),
-                "status": st.status,
-                "unit": st.config.unit,
-                "sensorType": st.config.sensor_type,
-            },
+            "current": self.current(device_id),
             "stats1h": s1,
             "stats24h": s24,
         }

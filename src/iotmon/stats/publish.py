@@ -23,15 +23,16 @@ def stats_key(device_id: str, window: str) -> str:
     return f"device:{device_id}:stats:{window}"
 
 
-def write_device(pipe: Any, device_id: str, snapshot: dict[str, Any], last_seen: float) -> None:
-    pipe.set(current_key(device_id), orjson.dumps(snapshot["current"]), ex=CURRENT_TTL_S)
-    pipe.set(
-        stats_key(device_id, "1h"), orjson.dumps(snapshot["stats1h"].as_dict()), ex=STATS_TTL_S
-    )
-    pipe.set(
-        stats_key(device_id, "24h"), orjson.dumps(snapshot["stats24h"].as_dict()), ex=STATS_TTL_S
-    )
+def write_current(pipe: Any, device_id: str, current: dict[str, Any], last_seen: float) -> None:
+    pipe.set(current_key(device_id), orjson.dumps(current), ex=CURRENT_TTL_S)
     pipe.zadd(LAST_SEEN_KEY, {device_id: last_seen})
+
+
+def write_stats(
+    pipe: Any, device_id: str, stats_1h: dict[str, Any], stats_24h: dict[str, Any]
+) -> None:
+    pipe.set(stats_key(device_id, "1h"), orjson.dumps(stats_1h), ex=STATS_TTL_S)
+    pipe.set(stats_key(device_id, "24h"), orjson.dumps(stats_24h), ex=STATS_TTL_S)
 
 
 def write_system(pipe: Any, metrics: dict[str, Any]) -> None:

@@ -195,6 +195,10 @@ class Window:
             self.hi = max(self.hi, b.max)
             self.end = max(self.end, b.start + self.bucket_s)
 
+    def count(self, now: float) -> int:
+        self.expire(now)
+        return self.n
+
     def stats(self, now: float, scale: float) -> Stats:
         self.expire(now)
         start = self.start(now)
