@@ -245,3 +245,32 @@ async def test_live_sensor_data_events_reach_the_device_room(
     # Throttled: far fewer events than readings for a burst.
     assert len(mine) < n
     assert events["system-status"][0]["room"] == "system"
+
+
+def test_batched_live_events_are_exactly_what_socketio_publishes(infra: dict[str, str]) -> None:
+    """The batch publisher writes the python-socketio Redis-manager message, byte for byte
+    but for the host id, so any Socket.IO server on that Redis delivers it."""
+    import socketio
+
+    from iotmon.realtime.publish import LivePublisher
+
+    url = infra["IOTMON_REDIS_URL"]
+    r = redis.Redis.from_url(url)
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("socketio")
+    payload = {"deviceId": "device-001", "data": {"value": 1.5, "unit": "celsius"}}
+    socketio.RedisManager(url, write_only=True).emit(
+        "sensor-data", payload, room="device:device-001"
+    )
+    LivePublisher(r).emit_many([("sensor-data", payload, "device:device-001")])
+    got = []
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        msg = pubsub.get_message(timeout=0.5)
+        if msg:
+            got.append(orjson.loads(msg["data"]))
+    pubsub.close()
+    assert len(got) == 2
+    theirs, ours = got
+    assert theirs.pop("host_id") != ours.pop("host_id")
+    assert ours == theirs

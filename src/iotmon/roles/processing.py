@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import redis
-import socketio
 from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
@@ -23,6 +22,7 @@ from iotmon import logging as log
 from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.models import Limits, parse_many
+from iotmon.realtime.publish import LivePublisher
 from iotmon.roles.runtime import Services, run_in_thread
 from iotmon.stats import publish, rebuild, rollup
 from iotmon.stats.processor import Processor, ProcessorConfig
@@ -56,9 +56,9 @@ class ProcessingRole:
             {}, ProcessorConfig(anomaly_z=s.anomaly_z, trend_horizon_s=s.trend_horizon_s)
         )
         self.redis = redis.Redis.from_url(services.redis_url)
-        # Live events go through python-socketio's Redis manager; the web role's Socket.IO
-        # server delivers them to the subscribed rooms (device:<id>, system).
-        self.sio = socketio.RedisManager(services.redis_url, write_only=True)
+        # Live events go out in python-socketio's Redis-manager format, batched; the web
+        # role's Socket.IO server delivers them to the subscribed rooms (device:<id>, system).
+        self.live = LivePublisher(self.redis)
         self.live_interval_s = s.live_min_interval_s
         self._last_emit: dict[str, float] = {}
         self._stats_cache: dict[str, dict[str, Any]] = {}
@@ -141,24 +141,31 @@ class ProcessingRole:
             consumer.close()
 
     def _emit_live(self, device_ids: set[str]) -> None:
-        """``sensor-data`` to each device's room, at most once per live interval per device."""
+        """``sensor-data`` to each device's room, at most once per live interval per device,
+        all in one Redis round trip."""
         mono = time.monotonic()
+        events = []
         for device_id in device_ids:
             if mono - self._last_emit.get(device_id, -1e9) < self.live_interval_s:
                 continue
             self._last_emit[device_id] = mono
             st = self.processor.devices[device_id]
-            payload = {
-                "deviceId": device_id,
-                "timestamp": _iso(st.timestamp),
-                "data": {"value": st.value, "unit": st.config.unit, "status": st.status},
-                "stats": self._stats_cache.get(device_id, {}),
-            }
-            try:
-                self.sio.emit("sensor-data", payload, room=f"device:{device_id}")
-            except Exception as exc:  # live events are best effort
-                logger.warning("socket.io emit failed", error=str(exc))
-                return
+            events.append(
+                (
+                    "sensor-data",
+                    {
+                        "deviceId": device_id,
+                        "timestamp": _iso(st.timestamp),
+                        "data": {"value": st.value, "unit": st.config.unit, "status": st.status},
+                        "stats": self._stats_cache.get(device_id, {}),
+                    },
+                    f"device:{device_id}",
+                )
+            )
+        try:
+            self.live.emit_many(events)
+        except redis.RedisError as exc:  # live events are best effort
+            logger.warning("live events not published", error=str(exc), events=len(events))
 
     def _candidate(self, producer: Producer, cand: dict[str, Any]) -> None:
         producer.produce(self.alerts_topic, orjson.dumps(cand), key=cand["deviceId"].encode())
@@ -224,9 +231,9 @@ class ProcessingRole:
             return
         DEVICES.set(len(proc.devices))
         try:
-            self.sio.emit("system-status", system, room="system")
-        except Exception as exc:
-            logger.warning("socket.io emit failed", error=str(exc))
+            self.live.emit_many([("system-status", system, "system")])
+        except redis.RedisError as exc:
+            logger.warning("live events not published", error=str(exc))
         if self._positions:
             consumer.commit([TopicPartition(self.topic, p, o) for p, o in self._positions.items()])
 

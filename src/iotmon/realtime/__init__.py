@@ -1,0 +1,1 @@
+"""Real-time events: Socket.IO rooms shared across processes through Redis."""
