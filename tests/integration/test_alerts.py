@@ -314,3 +314,21 @@ async def test_open_alerts_survive_a_restart(engine_parts: dict[str, Any]) -> No
     repeat = await second.handle(candidate())
     assert repeat is not None
     assert (repeat.id, repeat.count) == (alert.id, 2)
+
+
+async def test_each_device_has_its_own_offline_timeout(engine_parts: dict[str, Any]) -> None:
+    clock: Clock = engine_parts["clock"]
+    conn, r = engine_parts["conn"], engine_parts["redis"]
+    await conn.execute("UPDATE devices SET offline_timeout_s = 10 WHERE device_id = 'device-003'")
+    engine = make_engine(engine_parts, offline_timeout_s=30)
+    last = clock.t
+    await r.zadd(LAST_SEEN_KEY, {"device-003": last, "device-001": last})
+    clock.t = last + 9.9
+    await engine.check_offline()
+    assert engine.offline == set()
+    clock.t = last + 10.1
+    await engine.check_offline()
+    assert engine.offline == {"device-003"}  # device-001 keeps the default 30 s
+    alert = await lifecycle.find_open(conn, "device-003", "device_offline")
+    assert alert is not None
+    assert "10 s" in alert.message

@@ -52,6 +52,7 @@ class AlertEngine:
         self.breaches = rules.BreachTracker(config)
         self.offline: set[str] = set()
         self._spans: dict[str, float] = {}
+        self._timeouts: dict[str, float] = {}
         self._spans_at = -1e18
         self.stats = {"candidates": 0, "triggered": 0, "resolved": 0, "escalated": 0}
 
@@ -68,15 +69,25 @@ class AlertEngine:
             pipe.hset(ACTIVE_KEY, str(a.id), orjson.dumps(a.as_event()))
         await pipe.execute()
 
+    async def _refresh_devices(self) -> None:
+        """Normal spans (for severity) and offline timeouts, re-read every 10 s so edits to
+        the devices table take effect without a restart."""
+        if self.clock() - self._spans_at <= SPANS_REFRESH_S:
+            return
+        cur = await self.conn.execute(
+            "SELECT device_id, normal_max - normal_min, offline_timeout_s FROM devices"
+        )
+        rows = await cur.fetchall()
+        self._spans = {d: float(s) for d, s, _ in rows if s is not None}
+        self._timeouts = {d: float(t) for d, _, t in rows if t is not None}
+        self._spans_at = self.clock()
+
     async def _span(self, device_id: str) -> float | None:
-        if self.clock() - self._spans_at > SPANS_REFRESH_S:
-            cur = await self.conn.execute(
-                "SELECT device_id, normal_max - normal_min FROM devices"
-                " WHERE normal_max IS NOT NULL AND normal_min IS NOT NULL"
-            )
-            self._spans = {d: float(s) for d, s in await cur.fetchall()}
-            self._spans_at = self.clock()
+        await self._refresh_devices()
         return self._spans.get(device_id)
+
+    def timeout(self, device_id: str) -> float:
+        return self._timeouts.get(device_id, self.config.offline_timeout_s)
 
     # --- publishing a change ---
     async def _changed(self, alert: Alert, event: str | None) -> None:
@@ -110,7 +121,7 @@ class AlertEngine:
             device_id=device_id,
             alert_type=alert_type,
             message=rules.message(
-                alert_type, device_id, value, threshold, unit, self.config.offline_timeout_s
+                alert_type, device_id, value, threshold, unit, self.timeout(device_id)
             ),
             severity=rules.severity(
                 alert_type, value, threshold, await self._span(device_id), zscore
@@ -169,13 +180,14 @@ class AlertEngine:
 
     async def check_offline(self) -> None:
         """Devices silent past the timeout go offline; devices heard again come back."""
+        await self._refresh_devices()
         now = self.clock()
-        deadline = now - self.config.offline_timeout_s
         seen: list[tuple[bytes, float]] = await self.redis.zrange(  # type: ignore[assignment]
             LAST_SEEN_KEY, 0, -1, withscores=True
         )
         for raw, last in seen:
             device_id = raw.decode()
+            deadline = now - self.timeout(device_id)
             if last < deadline and device_id not in self.offline:
                 self.offline.add(device_id)
                 await self._open(device_id, "device_offline", value=None, threshold=None)
