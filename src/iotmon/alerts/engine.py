@@ -5,10 +5,12 @@ Socket.IO event and notified. Time comes from an injectable clock."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import psycopg
@@ -26,6 +28,23 @@ LAST_SEEN_KEY = "devices:last_seen"
 SPANS_REFRESH_S = 10.0
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, payload, room)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _serialized(
+    method: Callable[Concatenate[AlertEngine, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[AlertEngine, P], Coroutine[Any, Any, T]]:
+    """One operation at a time: the engine's connection is shared by the candidate loop, the
+    offline poller, housekeeping and operators, and psycopg transactions must not interleave."""
+
+    @functools.wraps(method)
+    async def wrapper(self: AlertEngine, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._lock:
+            return await method(self, *args, **kwargs)
+
+    return wrapper
 
 
 async def _no_emit(event: str, payload: dict[str, Any], room: str) -> None:
@@ -54,11 +73,13 @@ class AlertEngine:
         self._spans: dict[str, float] = {}
         self._timeouts: dict[str, float] = {}
         self._spans_at = -1e18
+        self._lock = asyncio.Lock()
         self.stats = {"candidates": 0, "triggered": 0, "resolved": 0, "escalated": 0}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
+    @_serialized
     async def start(self) -> None:
         """Pick up what is open (after a restart) and mirror it in Redis."""
         open_now = await lifecycle.open_alerts(self.conn)
@@ -157,6 +178,7 @@ class AlertEngine:
         return resolved
 
     # --- inputs ---
+    @_serialized
     async def handle(self, candidate: dict[str, Any]) -> Alert | None:
         """One candidate from processing (see stats/processor.py)."""
         self.stats["candidates"] += 1
@@ -178,6 +200,7 @@ class AlertEngine:
         )
         return alert
 
+    @_serialized
     async def check_offline(self) -> None:
         """Devices silent past the timeout go offline; devices heard again come back."""
         await self._refresh_devices()
@@ -203,6 +226,7 @@ class AlertEngine:
                 )
                 await self.emit("device-status", _status(device_id, "online", last), "system")
 
+    @_serialized
     async def escalate_due(self) -> list[Alert]:
         before = self.now() - timedelta(seconds=self.config.escalate_after_s)
         out = []
@@ -216,6 +240,7 @@ class AlertEngine:
             out.append(alert)
         return out
 
+    @_serialized
     async def resolve_quiet_anomalies(self) -> None:
         quiet_since = self.now() - timedelta(seconds=self.config.anomaly_quiet_s)
         for alert in await lifecycle.open_alerts(self.conn):
@@ -228,11 +253,13 @@ class AlertEngine:
                 )
 
     # --- operators (the web role calls these) ---
+    @_serialized
     async def acknowledge(self, alert_id: int, actor: str, note: str | None = None) -> Alert:
         alert = await lifecycle.acknowledge(self.conn, alert_id, actor, note)
         await self._changed(alert, "alert-acknowledged")
         return alert
 
+    @_serialized
     async def resolve(self, alert_id: int, actor: str, note: str | None = None) -> Alert:
         alert = await lifecycle.resolve(self.conn, alert_id, actor, note)
         self.breaches.clear(alert.device_id, alert.alert_type)

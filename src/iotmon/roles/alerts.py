@@ -88,11 +88,29 @@ class AlertsRole:
         try:
             while not stop.is_set():
                 msgs = await asyncio.to_thread(consumer.consume, 500, 0.2)
-                for m in msgs:
+                pending = list(msgs)
+                backoff = 0.5
+                while pending and not stop.is_set():
                     try:
-                        await engine.handle(orjson.loads(m.value() or b"{}"))
-                    except (orjson.JSONDecodeError, KeyError) as exc:
-                        logger.warning("bad alert candidate skipped", error=str(exc))
+                        while pending:
+                            m = pending[0]
+                            try:
+                                await engine.handle(orjson.loads(m.value() or b"{}"))
+                            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                                logger.warning("bad alert candidate skipped", error=str(exc))
+                            pending.pop(0)
+                    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                        # The database went away: reconnect and carry on from the same
+                        # candidate (at least once; a repeat only adds to an alert's count).
+                        logger.error("alerts database unavailable, retrying", error=str(exc))
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 10)
+                        with contextlib.suppress(psycopg.Error):
+                            await engine.conn.close()
+                        with contextlib.suppress(psycopg.Error, OSError):
+                            engine.conn = await psycopg.AsyncConnection.connect(
+                                svc.database_url, autocommit=True, application_name="iotmon-alerts"
+                            )
                 if msgs:
                     last: dict[int, int] = {}
                     for m in msgs:
@@ -106,7 +124,7 @@ class AlertsRole:
             await asyncio.to_thread(consumer.close)
             await notifier.close()
             await r.aclose()
-            await conn.close()
+            await engine.conn.close()
 
     async def _offline(self, stop: asyncio.Event) -> None:
         assert self.engine is not None
