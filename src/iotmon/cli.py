@@ -373,6 +373,26 @@ def silence_delete(silence_id: int) -> None:
     console.print(f"silence {silence_id} deleted")
 
 
+@bench_app.command("alerts")
+def bench_alerts(
+    seconds: Annotated[float, typer.Option(help="measuring time per run")] = 30,
+    devices: Annotated[int, typer.Option(help="devices of the large run")] = 10_000,
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/alerts.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
+) -> None:
+    """Latency from a reading produced to sensor-data / alert-triggered at a Socket.IO client,
+    at 5 devices and at N devices, with the four roles as separate processes."""
+    settings = _settings()
+    if settings.embedded or settings.database_url is None or settings.redis_url is None:
+        raise _fail(
+            "this benchmark runs on the real services: set IOTMON_KAFKA_BOOTSTRAP, "
+            "IOTMON_DATABASE_URL and IOTMON_REDIS_URL (`scripts/infra.sh env`)"
+        )
+    _bench_module("alerts").run_bench(
+        settings, seconds=seconds, large=devices, output=output, markdown=markdown, console=console
+    )
+
+
 def _bench_module(name: str) -> Any:
     """Benchmarks live in the repository's bench/ folder, beside their results."""
     import importlib.util

@@ -110,6 +110,19 @@ class Bus(Protocol):
     def close(self) -> None: ...
 
 
+def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """What is there now, up to ``max_messages``; else wait up to ``timeout`` for the first
+    message and take what arrived with it. ``consume(n, t)`` waits for n messages or t
+    seconds, which on a quiet topic is t seconds of latency per message."""
+    msgs = consumer.consume(max_messages, 0)
+    if msgs:
+        return msgs
+    msgs = consumer.consume(1, timeout)
+    if msgs and max_messages > 1:
+        msgs.extend(consumer.consume(max_messages - 1, 0))
+    return msgs
+
+
 def topic_specs(prefix: str = "") -> list[TopicSpec]:
     """The topics of DESIGN.md 4.3."""
     return [

@@ -18,7 +18,7 @@ from iotmon import logging as log
 from iotmon.alerts import rules
 from iotmon.alerts.engine import AlertEngine
 from iotmon.alerts.notify import Notifier, NotifyConfig
-from iotmon.bus import TopicPartition
+from iotmon.bus import TopicPartition, consume_available
 from iotmon.config import Settings, secret
 from iotmon.roles.runtime import Services
 
@@ -87,7 +87,7 @@ class AlertsRole:
         ]
         try:
             while not stop.is_set():
-                msgs = await asyncio.to_thread(consumer.consume, 500, 0.2)
+                msgs = await asyncio.to_thread(consume_available, consumer, 500, 0.2)
                 pending = list(msgs)
                 backoff = 0.5
                 while pending and not stop.is_set():

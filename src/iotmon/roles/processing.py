@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
 from iotmon import logging as log
-from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, consume_available
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.models import Limits, parse_many
 from iotmon.realtime.publish import LivePublisher
@@ -111,7 +111,7 @@ class ProcessingRole:
         last_flush = last_reload = last_rollup = 0.0
         try:
             while not stop.is_set():
-                msgs = consumer.consume(5000, 0.2)
+                msgs = consume_available(consumer, 5000, 0.2)
                 if msgs:
                     now_dt = datetime.now(UTC)
                     now = now_dt.timestamp()

@@ -1,0 +1,297 @@
+"""End-to-end latency benchmark (DESIGN.md 7): a reading produced -> ``sensor-data`` at a
+Socket.IO client, and a threshold-crossing reading -> ``alert-triggered`` at the client;
+p50/p95/p99, with the processing role's readings/s and RSS.
+
+The four roles run as separate processes (`iotmon run ...`) on the real Kafka, PostgreSQL and
+Redis; a Socket.IO server (python-socketio, AsyncRedisManager: what the web role will run) and
+a client run in this process. Latency is measured against the reading's own timestamp, which
+the simulator sets when it produces it (same clock: one machine).
+
+Run: ``iotmon bench alerts`` with the services of ``scripts/infra.sh`` in the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import redis
+import socketio
+import uvicorn
+from psycopg import conninfo
+from rich.console import Console
+
+from common import machine, write_section
+from iotmon.bus import topic_specs
+from iotmon.bus.kafka import KafkaBus
+from iotmon.config import Settings
+from iotmon.db import migrate, partitions
+
+START, END = "<!-- bench:alerts:start -->", "<!-- bench:alerts:end -->"
+ROLES = ("ingestion", "processing", "alerts", "simulator")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        return None
+
+
+async def _socketio_server(redis_url: str, port: int) -> tuple[_Server, asyncio.Task[None]]:
+    sio = socketio.AsyncServer(
+        async_mode="asgi", client_manager=socketio.AsyncRedisManager(redis_url)
+    )
+
+    @sio.on("subscribe-device")
+    async def subscribe_device(sid: str, data: Any) -> None:
+        device = data.get("deviceId") if isinstance(data, dict) else data
+        await sio.enter_room(sid, f"device:{device}")
+
+    @sio.on("subscribe-alerts")
+    async def subscribe_alerts(sid: str, data: Any = None) -> None:
+        await sio.enter_room(sid, "alerts")
+
+    server = _Server(
+        uvicorn.Config(
+            socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+        await asyncio.sleep(0.05)
+    return server, task
+
+
+async def _measure(
+    settings: Settings,
+    *,
+    devices: int,
+    rate: float,
+    seconds: float,
+    subscribe: int,
+    console: Console,
+) -> dict[str, Any]:
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    admin = settings.database_url.get_secret_value()
+    tag = uuid.uuid4().hex[:8]
+    db, prefix = f"iotmon_bench_{tag}", f"bench-{tag}-"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {db}")
+    info = conninfo.conninfo_to_dict(admin)
+    info["dbname"] = db
+    url = conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate.migrate(conn)
+        partitions.ensure_ahead(conn, ahead_days=1)
+    assert settings.kafka_bootstrap is not None
+    bus = KafkaBus(settings.kafka_bootstrap)
+    bus.create_topics(topic_specs(prefix))
+    redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")} | {
+        "IOTMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "IOTMON_DATABASE_URL": url,
+        "IOTMON_REDIS_URL": redis_url,
+        "IOTMON_TOPIC_PREFIX": prefix,
+        "IOTMON_INGESTION_GROUP": f"{prefix}ingestion",
+        "IOTMON_PROCESSING_GROUP": f"{prefix}processing",
+        "IOTMON_ALERTS_GROUP": f"{prefix}alerts",
+        "IOTMON_SIMULATOR_DEVICES": str(devices),
+        "IOTMON_SIMULATOR_RATE": str(rate),
+        "IOTMON_LOG_LEVEL": "WARNING",
+    }
+    ports = {role: _free_port() for role in ROLES}
+    procs = {
+        role: subprocess.Popen(  # noqa: ASYNC220 (started once, before anything is measured)
+            [sys.executable, "-m", "iotmon", "run", role],
+            env=env | {"IOTMON_HTTP_PORT": str(ports[role])},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for role in ROLES
+    }
+    sio_port = _free_port()
+    server, server_task = await _socketio_server(redis_url, sio_port)
+    client = socketio.AsyncClient()
+    data_lat: list[float] = []
+    alert_lat: list[float] = []
+    collecting = False
+
+    @client.on("sensor-data")
+    async def on_data(payload: dict[str, Any]) -> None:
+        if collecting:
+            data_lat.append(time.time() - datetime.fromisoformat(payload["timestamp"]).timestamp())
+
+    @client.on("alert-triggered")
+    async def on_alert(payload: dict[str, Any]) -> None:
+        if collecting and payload.get("type") in ("threshold_exceeded", "threshold_below"):
+            at = datetime.fromisoformat(payload["triggeredAt"]).timestamp()
+            alert_lat.append(time.time() - at)
+
+    try:
+        await client.connect(f"http://127.0.0.1:{sio_port}", transports=["websocket"])
+        await client.emit("subscribe-alerts", {})
+        for n in range(1, min(devices, subscribe) + 1):
+            device = f"device-{n:03d}" if n <= 5 else f"device-{n:04d}"
+            await client.emit("subscribe-device", {"deviceId": device})
+        health = f"http://127.0.0.1:{ports['processing']}/health"
+        async with httpx.AsyncClient(timeout=5) as http:
+            deadline = time.monotonic() + 90
+            while True:  # warm-up: processing is consuming
+                try:
+                    roles = (await http.get(health)).json().get("roles", {})
+                    if roles.get("processing", {}).get("processed", 0) > devices:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the roles did not start within 90 s")
+                await asyncio.sleep(0.5)
+            console.print(f"  {devices:,} devices: warm, measuring {seconds:g} s ...")
+            before = (await http.get(health)).json()["roles"]["processing"]["processed"]
+            collecting, started = True, time.monotonic()
+            await asyncio.sleep(seconds)
+            collecting = False
+            after = (await http.get(health)).json()["roles"]["processing"]["processed"]
+        rss = {role: _rss_mib(p.pid) for role, p in procs.items()}
+        elapsed = time.monotonic() - started
+    finally:
+        await client.disconnect()
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        server.should_exit = True
+        await server_task
+        bus.delete_topics([s.name for s in topic_specs(prefix)])
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    return {
+        "devices": devices,
+        "rate": rate,
+        "seconds": seconds,
+        "subscribed": min(devices, subscribe),
+        "sensor_data": {
+            "n": len(data_lat),
+            "p50_ms": _pct(data_lat, 0.5),
+            "p95_ms": _pct(data_lat, 0.95),
+            "p99_ms": _pct(data_lat, 0.99),
+        },
+        "alert_triggered": {
+            "n": len(alert_lat),
+            "p50_ms": _pct(alert_lat, 0.5),
+            "p95_ms": _pct(alert_lat, 0.95),
+            "p99_ms": _pct(alert_lat, 0.99),
+        },
+        "processing_readings_per_s": round((after - before) / elapsed),
+        "rss_mib": rss,
+    }
+
+
+def run_bench(
+    settings: Settings, *, seconds: float, large: int, output: str, markdown: str, console: Console
+) -> dict[str, Any]:
+    # The five devices at 10x their rates (more alerts to time), then `large` devices at 1 Hz
+    # each on average (the five kinds send every 1-5 s: rate = large / readings per second).
+    per_device_hz = statistics.fmean([1 / 2, 1 / 3, 1, 1 / 5, 1 / 4])
+    runs = [
+        asyncio.run(
+            _measure(settings, devices=5, rate=10, seconds=seconds, subscribe=5, console=console)
+        ),
+        asyncio.run(
+            _measure(
+                settings,
+                devices=large,
+                rate=round(1 / per_device_hz, 3),
+                seconds=seconds,
+                subscribe=200,
+                console=console,
+            )
+        ),
+    ]
+    result = {
+        "runs": runs,
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": f"iotmon bench alerts --seconds {seconds:g} --devices {large}",
+    }
+    for r in runs:
+        console.print(
+            f"  {r['devices']:,} devices: sensor-data p50/p95/p99 "
+            f"{r['sensor_data']['p50_ms']}/{r['sensor_data']['p95_ms']}/"
+            f"{r['sensor_data']['p99_ms']} ms (n={r['sensor_data']['n']}), "
+            f"alert-triggered {r['alert_triggered']['p50_ms']}/"
+            f"{r['alert_triggered']['p95_ms']}/{r['alert_triggered']['p99_ms']} ms "
+            f"(n={r['alert_triggered']['n']}), processing "
+            f"{r['processing_readings_per_s']:,} readings/s, RSS {r['rss_mib']}"
+        )
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    rows = []
+    for r in runs:
+        d, a = r["sensor_data"], r["alert_triggered"]
+        rows.append(
+            f"| {r['devices']:,} | {d['p50_ms']} / {d['p95_ms']} / {d['p99_ms']} "
+            f"(n={d['n']:,}) | {a['p50_ms']} / {a['p95_ms']} / {a['p99_ms']} "
+            f"(n={a['n']:,}) | {r['processing_readings_per_s']:,} | "
+            f"{r['rss_mib']['processing']} |"
+        )
+    write_section(
+        Path(markdown),
+        START,
+        END,
+        "\n".join(
+            [
+                "## End to end: produce -> Socket.IO client",
+                "",
+                f"`{result['command']}` on {result['date']}, {result['machine']}. Four roles as "
+                "separate processes on Kafka/PostgreSQL/Redis, a python-socketio server with "
+                "AsyncRedisManager and one client in the benchmark process; latency from the "
+                "reading's timestamp (set when produced) to its arrival at the client. Five "
+                "devices run at 10x their rates to have alerts to time; the large run is ~1 Hz "
+                "per device.",
+                "",
+                "| devices | sensor-data p50 / p95 / p99 ms | alert-triggered p50 / p95 / p99 ms "
+                "| processing readings/s | processing RSS MiB |",
+                "|---:|---|---|---:|---:|",
+                *rows,
+            ]
+        ),
+    )
+    return result
