@@ -186,6 +186,12 @@ class ProcessingRole:
             )
         interval = self.stats_interval_s
         due = [d for d in dirty if now - self._stats_at.get(d, 0.0) >= interval]
+        # Spread the work: at most the share of devices one interval asks for per flush (plus
+        # slack), most overdue first, so 10,000 devices do not all come due in one flush.
+        cap = max(50, int(1.2 * len(proc.devices) * FLUSH_INTERVAL_S / max(interval, 1e-9)))
+        if len(due) > cap:
+            due.sort(key=lambda d: self._stats_at.get(d, 0.0))
+            del due[cap:]
         if now - self._quiet_sweep_at >= QUIET_REFRESH_S:
             self._quiet_sweep_at = now
             due += [
