@@ -69,7 +69,10 @@ def test_up_runs_embedded_and_stores_readings(tmp_path: Path) -> None:
             ).fetchone()  # type: ignore[misc]
         assert count >= 20
         assert devices == 5
-        assert "readings/s stored" in text  # the live line
+        deadline = time.monotonic() + 15
+        while "readings/s stored" not in log.read_text():  # the live line, once a second
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
 
         # Prometheus counters of the ingestion role.
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
