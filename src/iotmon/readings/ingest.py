@@ -66,7 +66,6 @@ class IngestStats:
     batches: int = 0
     registered: int = 0
     last_batch_at: float = 0.0
-    positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,6 @@ class IngestConfig:
     batch_size: int = 20_000
     batch_wait_s: float = 0.2
     limits: Limits = field(default_factory=Limits)
-    partitions_ahead_days: int = 3
 
 
 def tune_gc() -> None:
@@ -362,15 +360,8 @@ class Ingestor:
         self.stats.rejected += len(batch.rejects)
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
-        self.stats.positions.update({(topic, p): o for p, o in batch.end.items()})
         INGESTED.inc(len(rows))
         BATCH_SECONDS.observe(time.perf_counter() - batch.started)
-
-    def process(self, messages: list[Message]) -> None:
-        """Prepare and write one batch on the calling thread (tests and tools)."""
-        batch = self.prepare(messages)
-        if batch is not None:
-            self.write(batch)
 
     def _dead_letter(self, rejects: list[tuple[Message, Rejection]]) -> None:
         assert self._dlq is not None

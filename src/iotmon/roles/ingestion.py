@@ -43,7 +43,6 @@ class IngestionRole:
                     max_future=timedelta(seconds=s.max_future_skew_s),
                     max_age=timedelta(days=s.retention_readings_days),
                 ),
-                partitions_ahead_days=s.partitions_ahead_days,
             ),
             bus=services.bus,
             database_url=services.database_url,

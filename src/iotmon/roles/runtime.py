@@ -80,16 +80,6 @@ def prepare_database(settings: Settings, url: str) -> list[str]:
     return applied
 
 
-def describe(services: Services) -> dict[str, Any]:
-    s = services.settings
-    return {
-        "bus": s.kafka_bootstrap or "in-process",
-        "database": "embedded" if "postgres" in services.embedded else "external",
-        "redis": "embedded" if "redis" in services.embedded else "external",
-        "data_dir": str(s.data_dir.resolve()),
-    }
-
-
 async def run_in_thread(target: Callable[[threading.Event], Any], stop: asyncio.Event) -> Any:
     """Run a blocking loop ``target(thread_stop)`` in a worker thread; the event loop's
     ``stop`` reaches it as a ``threading.Event``."""
