@@ -20,11 +20,13 @@ from iotmon import logging as log
 from iotmon.alerts import lifecycle, rules
 from iotmon.alerts.models import Alert
 from iotmon.alerts.notify import Notifier
+from iotmon.stats import publish
 
 logger = log.get(__name__)
 
-ACTIVE_KEY = "alerts:active"
-LAST_SEEN_KEY = "devices:last_seen"
+# The Redis keys are defined once, with the ones processing writes.
+ACTIVE_KEY = publish.ACTIVE_ALERTS_KEY
+LAST_SEEN_KEY = publish.LAST_SEEN_KEY
 SPANS_REFRESH_S = 10.0
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, payload, room)

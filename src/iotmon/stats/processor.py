@@ -80,14 +80,22 @@ class Processor:
     def state(self, device_id: str, sensor_type: str = "unknown", unit: str = "") -> DeviceState:
         st = self.devices.get(device_id)
         if st is None:
+            windows = self.new_windows()
             st = DeviceState(
                 # An unconfigured device is described by its readings until it is configured.
                 config=self.configs.get(device_id) or DeviceConfig(device_id, sensor_type, unit),
-                w1h=Window(HOUR, self.cfg.bucket_1h_s),
-                w24h=Window(DAY, self.cfg.bucket_24h_s),
+                w1h=windows["w1h"],
+                w24h=windows["w24h"],
             )
             self.devices[device_id] = st
         return st
+
+    def new_windows(self) -> dict[str, Window]:
+        """Empty windows, by the DeviceState field that holds each."""
+        return {
+            "w1h": Window(HOUR, self.cfg.bucket_1h_s),
+            "w24h": Window(DAY, self.cfg.bucket_24h_s),
+        }
 
     def reconfigure(self, configs: dict[str, DeviceConfig]) -> None:
         """Thresholds edited at run time take effect on the next reading."""

@@ -70,16 +70,11 @@ def rebuild(
             ).fetchall()
         )
         processor.reconfigure(load_configs(conn))
-        sample = processor.state("__probe__")
-        windows = {"w1h": sample.w1h, "w24h": sample.w24h}
-        del processor.devices["__probe__"]
-        processor.dirty.discard("__probe__")
-        gamma_ln = GAMMA_LN
-        for name, probe in windows.items():
+        for name, shape in processor.new_windows().items():
             params = {
-                "bucket": f"{probe.bucket_s} seconds",
-                "since": probe.start(now),
-                "gamma_ln": gamma_ln,
+                "bucket": f"{shape.bucket_s} seconds",
+                "since": shape.start(now),
+                "gamma_ln": GAMMA_LN,
             }
             buckets: dict[tuple[str, float], Bucket] = {}
             for device_id, start, n, s, ss, lo, hi, su, suu, suv in conn.execute(
