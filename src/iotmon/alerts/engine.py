@@ -21,6 +21,7 @@ from iotmon.alerts import lifecycle, rules
 from iotmon.alerts.models import Alert
 from iotmon.alerts.notify import Notifier
 from iotmon.stats import publish
+from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
 
@@ -282,7 +283,5 @@ def _status(device_id: str, status: str, last_seen: float) -> dict[str, Any]:
     return {
         "deviceId": device_id,
         "status": status,
-        "lastSeen": datetime.fromtimestamp(last_seen, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "lastSeen": iso_utc(last_seen),
     }

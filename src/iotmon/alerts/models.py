@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from iotmon.timefmt import iso_utc
+
 AlertType = Literal[
     "threshold_exceeded", "threshold_below", "device_offline", "data_anomaly", "trend_warning"
 ]
@@ -61,7 +63,7 @@ class Alert:
         """The payload of alert-* events and of ``alerts:active`` (camelCase)."""
 
         def iso(t: datetime | None) -> str | None:
-            return t.isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
+            return iso_utc(t) if t else None
 
         return {
             "id": self.id,

@@ -26,6 +26,7 @@ from iotmon.realtime.publish import LivePublisher
 from iotmon.roles.runtime import Services, run_in_thread
 from iotmon.stats import publish, rebuild, rollup
 from iotmon.stats.processor import Processor, ProcessorConfig
+from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
 
@@ -155,7 +156,7 @@ class ProcessingRole:
                     "sensor-data",
                     {
                         "deviceId": device_id,
-                        "timestamp": _iso(st.timestamp),
+                        "timestamp": iso_utc(st.timestamp),
                         "data": {"value": st.value, "unit": st.config.unit, "status": st.status},
                         "stats": self._stats_cache.get(device_id, {}),
                     },
@@ -257,9 +258,7 @@ class ProcessingRole:
             "activeAlertsCount": alerts,
             "dataPointsLastHour": sum(st.w1h.count(now) for st in proc.devices.values()),
             "systemHealth": "healthy" if active == total else "degraded",
-            "timestamp": datetime.now(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "timestamp": iso_utc(),
         }
 
     def _reload_configs(self) -> None:
@@ -293,10 +292,6 @@ class ProcessingRole:
 
     def routers(self) -> list[APIRouter]:
         return []
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build(services: Services) -> ProcessingRole:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from iotmon.stats.anomaly import Ewma
 from iotmon.stats.windows import Stats, Window
+from iotmon.timefmt import iso_utc
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -61,11 +61,6 @@ class DeviceState:
     status: str = "unknown"
     breaching: str | None = None  # the threshold alert type in force, if any
     trend_warned: bool = False
-
-
-def _iso(t: float) -> str:
-    stamp = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 class Processor:
@@ -179,7 +174,7 @@ class Processor:
             "deviceId": st.config.device_id,
             "type": kind,
             "value": v,
-            "timestamp": _iso(t),
+            "timestamp": iso_utc(t),
             "state": extra.pop("state", "active"),
             "sensorType": st.config.sensor_type,
             "unit": st.config.unit,
@@ -190,7 +185,7 @@ class Processor:
         st = self.devices[device_id]
         return {
             "value": st.value,
-            "timestamp": _iso(st.timestamp),
+            "timestamp": iso_utc(st.timestamp),
             "status": st.status,
             "unit": st.config.unit,
             "sensorType": st.config.sensor_type,

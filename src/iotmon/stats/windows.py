@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from iotmon.stats import trend as trend_mod
 from iotmon.stats.sketch import Bins, Sketch, bin_key
+from iotmon.timefmt import iso_utc
 
 
 class Bucket:
@@ -69,13 +69,9 @@ class Stats:
             "median": self.median,
             "trend": self.trend,
             "slopePerHour": self.slope,
-            "windowStart": _iso(self.window_start),
-            "windowEnd": _iso(self.window_end),
+            "windowStart": iso_utc(self.window_start, "seconds"),
+            "windowEnd": iso_utc(self.window_end, "seconds"),
         }
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Window:

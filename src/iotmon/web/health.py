@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,6 +12,7 @@ import redis.asyncio as aioredis
 
 from iotmon import __version__
 from iotmon.bus import Bus
+from iotmon.timefmt import iso_utc
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -94,7 +94,7 @@ async def health(
     healthy = all(d["status"] == "healthy" for d in deps.values())
     body: dict[str, Any] = {
         "status": "healthy" if healthy else "unhealthy",
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": iso_utc(),
         "version": __version__,
         "dependencies": deps,
         "metrics": {
