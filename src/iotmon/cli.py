@@ -48,6 +48,22 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _real_services(*urls: str) -> Settings:
+    """Settings for a benchmark on the real services: Kafka and the named URLs must be set."""
+    settings = _settings()
+    missing = [
+        name
+        for name in ("IOTMON_KAFKA_BOOTSTRAP", *urls)
+        if getattr(settings, name.removeprefix("IOTMON_").lower()) is None
+    ]
+    if missing:
+        raise _fail(
+            f"this benchmark runs on the real services: set {', '.join(missing)} "
+            "(`set -a; . var/infra/env; set +a` after `scripts/infra.sh up`)"
+        )
+    return settings
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(1)
@@ -254,12 +270,7 @@ def bench_ingest(
     """Fill Kafka with N readings, time the drain into PostgreSQL; beside it raw COPY and
     single-row INSERTs of the same rows."""
     run_bench = _bench_module("ingest").run_bench
-    settings = _settings()
-    if settings.embedded or settings.database_url is None:
-        raise _fail(
-            "the ingest benchmark runs on the real services: set IOTMON_KAFKA_BOOTSTRAP "
-            "and IOTMON_DATABASE_URL (`eval $(scripts/infra.sh env)`)"
-        )
+    settings = _real_services("IOTMON_DATABASE_URL")
     run_bench(
         settings,
         readings=readings,
@@ -382,12 +393,7 @@ def bench_alerts(
 ) -> None:
     """Latency from a reading produced to sensor-data / alert-triggered at a Socket.IO client,
     at 5 devices and at N devices, with the four roles as separate processes."""
-    settings = _settings()
-    if settings.embedded or settings.database_url is None or settings.redis_url is None:
-        raise _fail(
-            "this benchmark runs on the real services: set IOTMON_KAFKA_BOOTSTRAP, "
-            "IOTMON_DATABASE_URL and IOTMON_REDIS_URL (`scripts/infra.sh env`)"
-        )
+    settings = _real_services("IOTMON_DATABASE_URL", "IOTMON_REDIS_URL")
     _bench_module("alerts").run_bench(
         settings, seconds=seconds, large=devices, output=output, markdown=markdown, console=console
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,13 @@ def produce_readings(bus: Bus, topic: str, count: int, *, start: int = 0) -> Non
         msg = reading(i)
         producer.produce(topic, orjson.dumps(msg), key=str(msg["deviceId"]).encode())
     assert producer.flush(30) == 0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def query(url: str, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:

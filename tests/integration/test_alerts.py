@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,7 @@ from iotmon.alerts.engine import ACTIVE_KEY, LAST_SEEN_KEY, AlertEngine
 from iotmon.alerts.models import AlertError
 from iotmon.alerts.notify import Notifier, NotifyConfig
 from iotmon.alerts.rules import RuleConfig
+from tests.integration.helpers import free_port
 
 
 class Clock:
@@ -81,9 +81,7 @@ def webhooks() -> Iterator[Webhooks]:
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     yield box, port

@@ -4,7 +4,6 @@ PostgreSQL and Redis (all roles in one process, the same code as the distributed
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 import redis
 
 from iotmon.config import Settings
-from tests.integration.helpers import query
+from tests.integration.helpers import free_port, query
 
 SCENARIOS = [
     ("device-001", "high", 20, "threshold_exceeded"),
@@ -24,12 +23,6 @@ SCENARIOS = [
     ("device-003", "drift", 30, "trend_warning"),
     ("device-004", "anomaly", 3, "data_anomaly"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_every_alert_type_fires_from_a_scenario(

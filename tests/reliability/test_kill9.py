@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ import pytest
 
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
-from tests.integration.helpers import produce_readings, query
+from tests.integration.helpers import free_port, produce_readings, query
 
 pytestmark = pytest.mark.reliability
 
 N = 100_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
