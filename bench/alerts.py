@@ -2,10 +2,11 @@
 Socket.IO client, and a threshold-crossing reading -> ``alert-triggered`` at the client;
 p50/p95/p99, with the processing role's readings/s and RSS.
 
-The four roles run as separate processes (`iotmon run ...`) on the real Kafka, PostgreSQL and
-Redis; a Socket.IO server (python-socketio, AsyncRedisManager: what the web role will run) and
-a client run in this process. Latency is measured against the reading's own timestamp, which
-the simulator sets when it produces it (same clock: one machine).
+The five roles run as separate processes (`iotmon run ...`) on the real Kafka, PostgreSQL and
+Redis, the web role's Socket.IO service among them; one Socket.IO client in this process logs
+in, subscribes to the alerts room and to some devices. Latency is measured against the
+reading's own timestamp, which the simulator sets when it produces it (same clock: one
+machine).
 
 Run: ``iotmon bench alerts`` with the services of ``scripts/infra.sh`` in the environment.
 """
@@ -30,7 +31,6 @@ import orjson
 import psycopg
 import redis
 import socketio
-import uvicorn
 from psycopg import conninfo
 from rich.console import Console
 
@@ -39,9 +39,10 @@ from iotmon.bus import topic_specs
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.db import migrate, partitions
+from iotmon.web import auth
 
 START, END = "<!-- bench:alerts:start -->", "<!-- bench:alerts:end -->"
-ROLES = ("ingestion", "processing", "alerts", "simulator")
+ROLES = ("ingestion", "processing", "alerts", "web", "simulator")
 
 
 def _free_port() -> int:
@@ -62,36 +63,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        return None
-
-
-async def _socketio_server(redis_url: str, port: int) -> tuple[_Server, asyncio.Task[None]]:
-    sio = socketio.AsyncServer(
-        async_mode="asgi", client_manager=socketio.AsyncRedisManager(redis_url)
-    )
-
-    @sio.on("subscribe-device")
-    async def subscribe_device(sid: str, data: Any) -> None:
-        device = data.get("deviceId") if isinstance(data, dict) else data
-        await sio.enter_room(sid, f"device:{device}")
-
-    @sio.on("subscribe-alerts")
-    async def subscribe_alerts(sid: str, data: Any = None) -> None:
-        await sio.enter_room(sid, "alerts")
-
-    server = _Server(
-        uvicorn.Config(
-            socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-        await asyncio.sleep(0.05)
-    return server, task
 
 
 async def _measure(
@@ -116,6 +87,7 @@ async def _measure(
     with psycopg.connect(url, autocommit=True) as conn:
         migrate.migrate(conn)
         partitions.ensure_ahead(conn, ahead_days=1)
+        auth.create_user(conn, "bench", "bench-password", "viewer")
     assert settings.kafka_bootstrap is not None
     bus = KafkaBus(settings.kafka_bootstrap)
     bus.create_topics(topic_specs(prefix))
@@ -143,8 +115,6 @@ async def _measure(
         )
         for role in ROLES
     }
-    sio_port = _free_port()
-    server, server_task = await _socketio_server(redis_url, sio_port)
     client = socketio.AsyncClient()
     data_lat: list[float] = []
     alert_lat: list[float] = []
@@ -162,11 +132,22 @@ async def _measure(
             alert_lat.append(time.time() - at)
 
     try:
-        await client.connect(f"http://127.0.0.1:{sio_port}", transports=["websocket"])
-        await client.emit("subscribe-alerts", {})
-        for n in range(1, min(devices, subscribe) + 1):
-            device = f"device-{n:03d}" if n <= 5 else f"device-{n:04d}"
-            await client.emit("subscribe-device", {"deviceId": device})
+        web = f"http://127.0.0.1:{ports['web']}"
+        async with httpx.AsyncClient(timeout=5) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    login = await http.post(
+                        f"{web}/api/auth/token",
+                        json={"username": "bench", "password": "bench-password"},
+                    )
+                    token = login.json()["data"]["accessToken"]
+                    break
+                except (httpx.HTTPError, KeyError, ValueError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the web role did not start within 60 s") from None
+                    await asyncio.sleep(0.5)
+        await client.connect(web, auth={"token": token}, transports=["websocket"])
         health = f"http://127.0.0.1:{ports['processing']}/health"
         async with httpx.AsyncClient(timeout=5) as http:
             deadline = time.monotonic() + 90
@@ -180,6 +161,22 @@ async def _measure(
                 if time.monotonic() > deadline:
                     raise RuntimeError("the roles did not start within 90 s")
                 await asyncio.sleep(0.5)
+            # Subscribe once ingestion has registered the devices (the web role refuses
+            # unknown ones), then give processing a second to see the rooms are watched.
+            await client.call("subscribe-alerts", {})
+            wanted = [
+                f"device-{n:03d}" if n <= 5 else f"device-{n:04d}"
+                for n in range(1, min(devices, subscribe) + 1)
+            ]
+            while wanted:
+                answer = await client.call("subscribe-device", {"deviceId": wanted[0]})
+                if answer.get("ok"):
+                    wanted.pop(0)
+                elif time.monotonic() > deadline:
+                    raise RuntimeError(f"cannot subscribe to {wanted[0]}: {answer}")
+                else:
+                    await asyncio.sleep(0.5)
+            await asyncio.sleep(2)
             console.print(f"  {devices:,} devices: warm, measuring {seconds:g} s ...")
             before = (await http.get(health)).json()["roles"]["processing"]["processed"]
             collecting, started = True, time.monotonic()
@@ -197,8 +194,6 @@ async def _measure(
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        server.should_exit = True
-        await server_task
         bus.delete_topics([s.name for s in topic_specs(prefix)])
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
@@ -280,12 +275,14 @@ def run_bench(
             [
                 "## End to end: produce -> Socket.IO client",
                 "",
-                f"`{result['command']}` on {result['date']}, {result['machine']}. Four roles as "
-                "separate processes on Kafka/PostgreSQL/Redis, a python-socketio server with "
-                "AsyncRedisManager and one client in the benchmark process; latency from the "
+                f"`{result['command']}` on {result['date']}, {result['machine']}. The five "
+                "roles as separate processes on Kafka/PostgreSQL/Redis (`iotmon run <role>`), "
+                "one Socket.IO client in the benchmark process logged in to the web role and "
+                "subscribed to the alerts room and to the first 200 devices; latency from the "
                 "reading's timestamp (set when produced) to its arrival at the client. Five "
                 "devices run at 10x their rates to have alerts to time; the large run is ~1 Hz "
-                "per device.",
+                "per device. Processing counts every reading into the statistics but publishes "
+                "`sensor-data` only for the rooms some client watches (`live:watched`).",
                 "",
                 "| devices | sensor-data p50 / p95 / p99 ms | alert-triggered p50 / p95 / p99 ms "
                 "| processing readings/s | processing RSS MiB |",

@@ -186,7 +186,7 @@ def up(
 
 @app.command()
 def run(
-    role: Annotated[str, typer.Argument(help="simulator | ingestion")],
+    role: Annotated[str, typer.Argument(help="simulator | ingestion | processing | alerts | web")],
     devices: Annotated[int | None, typer.Option(help="simulated devices")] = None,
     rate: Annotated[float | None, typer.Option(help="send-rate multiplier")] = None,
     scenario: Annotated[
@@ -204,10 +204,17 @@ def run(
     if role not in ROLES:
         raise _fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
-    if settings.embedded:
+    # A role alone on embedded services would talk to nobody: it needs the shared ones.
+    shared = {
+        "bus": ("IOTMON_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+        "database": ("IOTMON_DATABASE_URL", settings.database_url),
+        "redis": ("IOTMON_REDIS_URL", settings.redis_url),
+    }
+    missing = [shared[n][0] for n in sorted(ROLES[role].needs) if shared[n][1] is None]
+    if missing:
         raise _fail(
-            f"`iotmon run {role}` needs IOTMON_KAFKA_BOOTSTRAP (a role alone on the "
-            "in-process bus would talk to nobody); `iotmon up` runs every role embedded"
+            f"`iotmon run {role}` needs {', '.join(missing)} (a role alone on embedded "
+            "services would talk to nobody); `iotmon up` runs every role embedded"
         )
     try:
         scenarios = tuple(Scenario.parse(s) for s in scenario or [])

@@ -61,6 +61,28 @@ class Settings(BaseSettings):
     live_min_interval_s: float = Field(
         default=0.1, ge=0, description="sensor-data events per device at most"
     )
+    # --- web role (REST API, Socket.IO) ---
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="token signing key; unset = one kept in PostgreSQL"
+    )
+    token_ttl_s: int = Field(default=3600, ge=60, description="lifetime of an access token")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"], description="origins allowed to call the API"
+    )
+    rate_limit_per_minute: int = Field(
+        default=100, ge=0, description="API requests per client per minute (0 = no limit)"
+    )
+    live_replay_size: int = Field(
+        default=100, ge=0, description="events kept per Socket.IO room for clients that reconnect"
+    )
+    live_replay_ttl_s: int = Field(
+        default=3600, ge=1, description="a room's replay buffer is dropped after this much quiet"
+    )
+    live_watch_grace_s: float = Field(
+        default=300,
+        ge=0,
+        description="a device room stays published this long after its last client left",
+    )
 
     # --- alerts ---
     alerts_group: str = "iotmon-alerts"

@@ -187,6 +187,37 @@ async def test_a_burst_of_breaches_is_one_alert_counted_and_auto_resolved(
     assert "RESOLVED" in subjects[1]
 
 
+async def test_a_batch_counts_its_repeats_in_one_update_and_keeps_order(
+    engine_parts: dict[str, Any],
+) -> None:
+    """What the role hands the engine: one consumed batch. Repeats are counted into one
+    update, the worst severity wins, a clear splits the run, malformed candidates are
+    skipped without losing the rest."""
+    engine = make_engine(engine_parts)
+    await engine.start()
+    first = candidate(value=86)
+    batch: list[Any] = [first, *(candidate(value=86 + i % 10) for i in range(1, 500))]
+    batch += [{"deviceId": 7}, "not a candidate", candidate(kind="no_such_type")]
+    batch += [candidate(value=100), candidate(value=87)]  # 100 is critical: 15/60 of the span
+    out = await engine.handle_many(batch)
+    assert len(out) == 1
+    alert = out[0]
+    assert alert.count == 502
+    assert alert.severity == "critical"
+    assert alert.last_value == 87
+    assert alert.triggered_at == datetime.fromisoformat(first["timestamp"])
+    assert engine.stats["invalid"] == 3
+    # A clear inside a batch resolves the run before it; what follows opens a new alert.
+    out = await engine.handle_many(
+        [candidate(value=90), candidate(value=70, state="clear"), candidate(value=91)]
+    )
+    assert [a.status for a in out] == ["triggered", "resolved", "triggered"]
+    assert out[0].id == out[1].id == alert.id
+    assert out[1].count == 503
+    assert out[2].id != alert.id
+    assert out[2].count == 1
+
+
 async def test_duration_condition_needs_repeated_breaches(engine_parts: dict[str, Any]) -> None:
     engine = make_engine(engine_parts, min_readings=3)
     assert await engine.handle(candidate()) is None

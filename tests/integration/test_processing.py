@@ -204,9 +204,14 @@ def test_hourly_rollup_is_idempotent(database_url: str) -> None:
 async def test_live_sensor_data_events_reach_the_device_room(
     settings: Settings, kafka_bus: KafkaBus
 ) -> None:
-    """Processing emits sensor-data (and system-status) through the Socket.IO Redis manager."""
+    """Processing emits sensor-data (and system-status) through the Socket.IO Redis manager,
+    for the devices some client watches (what web processes record in live:watched)."""
+    from iotmon.realtime.publish import WATCHED_KEY
+
     device = f"live-{uuid.uuid4().hex[:6]}"
+    unwatched = f"quiet-{uuid.uuid4().hex[:6]}"
     r = redis.Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    r.zadd(WATCHED_KEY, {f"device:{device}": time.time() + 60})
     pubsub = r.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("socketio")
     running = await asyncio.to_thread(Running, settings, kafka_bus)
@@ -215,7 +220,7 @@ async def test_live_sensor_data_events_reach_the_device_room(
         n = produce_spread(
             kafka_bus,
             settings.topic("sensors-data"),
-            [device],
+            [device, unwatched],
             start=datetime.now(UTC) - timedelta(seconds=5),
             seconds=4,
             per_device=20,
@@ -238,8 +243,9 @@ async def test_live_sensor_data_events_reach_the_device_room(
     mine = [e for e in events.get("sensor-data", []) if e["data"][0]["deviceId"] == device]
     assert mine, events.keys()
     assert mine[0]["room"] == f"device:{device}"
+    assert not [e for e in events["sensor-data"] if e["data"][0]["deviceId"] == unwatched]
     payload = mine[-1]["data"][0]
-    assert set(payload) == {"deviceId", "timestamp", "data", "stats"}
+    assert set(payload) == {"eventId", "deviceId", "timestamp", "data", "stats"}
     assert set(payload["data"]) == {"value", "unit", "status"}
     assert payload["data"]["unit"] == "celsius"
     # Throttled: far fewer events than readings for a burst.
@@ -249,10 +255,11 @@ async def test_live_sensor_data_events_reach_the_device_room(
 
 def test_batched_live_events_are_exactly_what_socketio_publishes(infra: dict[str, str]) -> None:
     """The batch publisher writes the python-socketio Redis-manager message, byte for byte
-    but for the host id, so any Socket.IO server on that Redis delivers it."""
+    but for the host id and the event id it adds, so any Socket.IO server on that Redis
+    delivers it; the same message is in the room's replay buffer under that id."""
     import socketio
 
-    from iotmon.realtime.publish import LivePublisher
+    from iotmon.realtime.publish import LivePublisher, replay_key
 
     url = infra["IOTMON_REDIS_URL"]
     r = redis.Redis.from_url(url)
@@ -262,7 +269,7 @@ def test_batched_live_events_are_exactly_what_socketio_publishes(infra: dict[str
     socketio.RedisManager(url, write_only=True).emit(
         "sensor-data", payload, room="device:device-001"
     )
-    LivePublisher(r).emit_many([("sensor-data", payload, "device:device-001")])
+    ids = LivePublisher(r).emit_many([("sensor-data", payload, "device:device-001")])
     got = []
     deadline = time.monotonic() + 5
     while len(got) < 2 and time.monotonic() < deadline:
@@ -273,4 +280,8 @@ def test_batched_live_events_are_exactly_what_socketio_publishes(infra: dict[str
     assert len(got) == 2
     theirs, ours = got
     assert theirs.pop("host_id") != ours.pop("host_id")
+    assert ours["data"][0].pop("eventId") == str(ids[0])
     assert ours == theirs
+    [(entry_id, fields)] = r.xrange(replay_key("device:device-001"), f"{ids[0]}-0", f"{ids[0]}-0")
+    assert entry_id == f"{ids[0]}-0".encode()
+    assert orjson.loads(fields[b"m"])["data"][0]["eventId"] == str(ids[0])

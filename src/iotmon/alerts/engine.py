@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from iotmon import logging as log
 from iotmon.alerts import lifecycle, rules
-from iotmon.alerts.models import Alert
+from iotmon.alerts.models import SEVERITIES, TYPES, Alert
 from iotmon.alerts.notify import Notifier
 from iotmon.stats import publish
 from iotmon.timefmt import iso_utc
@@ -29,6 +29,7 @@ logger = log.get(__name__)
 ACTIVE_KEY = publish.ACTIVE_ALERTS_KEY
 LAST_SEEN_KEY = publish.LAST_SEEN_KEY
 SPANS_REFRESH_S = 10.0
+SILENCES_REFRESH_S = 1.0
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, payload, room)
 
@@ -76,8 +77,16 @@ class AlertEngine:
         self._spans: dict[str, float] = {}
         self._timeouts: dict[str, float] = {}
         self._spans_at = -1e18
+        self._silences: list[tuple[str | None, str | None, datetime, datetime]] = []
+        self._silences_at = -1e18
         self._lock = asyncio.Lock()
-        self.stats = {"candidates": 0, "triggered": 0, "resolved": 0, "escalated": 0}
+        self.stats = {
+            "candidates": 0,
+            "invalid": 0,
+            "triggered": 0,
+            "resolved": 0,
+            "escalated": 0,
+        }
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -105,6 +114,22 @@ class AlertEngine:
         self._spans = {d: float(s) for d, s, _ in rows if s is not None}
         self._timeouts = {d: float(t) for d, _, t in rows if t is not None}
         self._spans_at = self.clock()
+
+    async def _silenced(self, device_id: str, alert_type: str) -> bool:
+        """From the silences re-read at most once a second (a silence created anywhere takes
+        effect within a second), not a query per alert."""
+        mono = time.monotonic()
+        if mono - self._silences_at >= SILENCES_REFRESH_S:
+            self._silences = await lifecycle.active_silences(self.conn, self.now())
+            self._silences_at = mono
+        at = self.now()
+        return any(
+            (d is None or d == device_id) and (t is None or t == alert_type) and s <= at < e
+            for d, t, s, e in self._silences
+        )
+
+    def invalidate_silences(self) -> None:
+        self._silences_at = -1e18
 
     async def _span(self, device_id: str) -> float | None:
         await self._refresh_devices()
@@ -137,9 +162,12 @@ class AlertEngine:
         unit: str = "",
         zscore: float | None = None,
         at: datetime | None = None,
+        severity: str | None = None,
+        repeats: int = 1,
+        last: tuple[float | None, datetime] | None = None,
     ) -> tuple[Alert, bool]:
         at = at or self.now()
-        silenced = await lifecycle.silenced(self.conn, device_id, alert_type, self.now())
+        silenced = await self._silenced(device_id, alert_type)
         alert, created = await lifecycle.open_or_update(
             self.conn,
             device_id=device_id,
@@ -147,13 +175,15 @@ class AlertEngine:
             message=rules.message(
                 alert_type, device_id, value, threshold, unit, self.timeout(device_id)
             ),
-            severity=rules.severity(
-                alert_type, value, threshold, await self._span(device_id), zscore
-            ),
+            severity=severity
+            or rules.severity(alert_type, value, threshold, await self._span(device_id), zscore),
             value=value,
             threshold=threshold,
             at=at,
             silenced=silenced,
+            repeats=repeats,
+            last_value=last[0] if last else None,
+            last_at=last[1] if last else None,
         )
         if created:
             self.stats["triggered"] += 1
@@ -184,22 +214,68 @@ class AlertEngine:
     @_serialized
     async def handle(self, candidate: dict[str, Any]) -> Alert | None:
         """One candidate from processing (see stats/processor.py)."""
-        self.stats["candidates"] += 1
-        device_id, kind = candidate["deviceId"], candidate["type"]
-        if candidate.get("state") == "clear":
-            self.breaches.clear(device_id, kind)
-            return await self._resolve_open(device_id, kind, note="back inside the normal range")
-        t = _parse_ts(candidate.get("timestamp")) or self.clock()
-        if not self.breaches.observe(device_id, kind, t):
-            return None
+        alerts = await self._handle_many([candidate])
+        return alerts[0] if alerts else None
+
+    @_serialized
+    async def handle_many(self, candidates: Sequence[Any]) -> list[Alert]:
+        """Candidates in the order processing sent them; returns the alerts opened, counted
+        into or resolved. The repeats of one (device, type) within a batch are counted into its
+        alert in one round trip; a ``clear`` ends the run before it. Malformed candidates are
+        logged and skipped."""
+        return await self._handle_many(candidates)
+
+    async def _handle_many(self, candidates: Sequence[Any]) -> list[Alert]:
+        runs: dict[tuple[str, str], list[tuple[dict[str, Any], float]]] = {}
+        out: list[Alert] = []
+        for candidate in candidates:
+            if not _valid(candidate):
+                self.stats["invalid"] += 1
+                logger.warning("malformed alert candidate skipped", candidate=repr(candidate)[:200])
+                continue
+            self.stats["candidates"] += 1
+            key = (candidate["deviceId"], candidate["type"])
+            if candidate.get("state") == "clear":
+                if key in runs:
+                    out.append(await self._open_run(key, runs.pop(key)))
+                self.breaches.clear(*key)
+                resolved = await self._resolve_open(*key, note="back inside the normal range")
+                if resolved is not None:
+                    out.append(resolved)
+                continue
+            t = _parse_ts(candidate.get("timestamp")) or self.clock()
+            if self.breaches.observe(*key, t):
+                runs.setdefault(key, []).append((candidate, t))
+        for key, run in runs.items():
+            out.append(await self._open_run(key, run))
+        return out
+
+    async def _open_run(
+        self, key: tuple[str, str], run: list[tuple[dict[str, Any], float]]
+    ) -> Alert:
+        """Open (or count into) the alert for a run of breaching candidates: triggered at the
+        first, last value from the latest, severity the worst of them."""
+        device_id, kind = key
+        span = await self._span(device_id)
+        worst = max(
+            (
+                rules.severity(kind, c.get("value"), c.get("threshold"), span, c.get("zscore"))
+                for c, _ in run
+            ),
+            key=SEVERITIES.index,
+        )
+        first, t0 = run[0]
+        latest, t1 = run[-1]
         alert, _ = await self._open(
             device_id,
             kind,
-            value=candidate.get("value"),
-            threshold=candidate.get("threshold"),
-            unit=candidate.get("unit", ""),
-            zscore=candidate.get("zscore"),
-            at=datetime.fromtimestamp(t, UTC),
+            value=first.get("value"),
+            threshold=first.get("threshold"),
+            unit=first.get("unit", ""),
+            at=datetime.fromtimestamp(t0, UTC),
+            severity=worst,
+            repeats=len(run),
+            last=(latest.get("value"), datetime.fromtimestamp(t1, UTC)),
         )
         return alert
 
@@ -208,11 +284,19 @@ class AlertEngine:
         """Devices silent past the timeout go offline; devices heard again come back."""
         await self._refresh_devices()
         now = self.clock()
-        seen: list[tuple[bytes, float]] = await self.redis.zrange(  # type: ignore[assignment]
-            LAST_SEEN_KEY, 0, -1, withscores=True
+        # Only devices quiet for longer than the shortest timeout, and those now offline, are
+        # read: the poll costs O(quiet devices), not O(all devices), five times a second.
+        shortest = min(self._timeouts.values(), default=self.config.offline_timeout_s)
+        shortest = min(shortest, self.config.offline_timeout_s)
+        quiet: list[tuple[bytes, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
+            LAST_SEEN_KEY, "-inf", f"({now - shortest}", withscores=True
         )
-        for raw, last in seen:
-            device_id = raw.decode()
+        seen = {raw.decode(): last for raw, last in quiet}
+        back = sorted(self.offline - seen.keys())
+        if back:
+            scores = await self.redis.zmscore(LAST_SEEN_KEY, back)
+            seen.update((d, score) for d, score in zip(back, scores, strict=True) if score)
+        for device_id, last in seen.items():
             deadline = now - self.timeout(device_id)
             if last < deadline and device_id not in self.offline:
                 self.offline.add(device_id)
@@ -268,6 +352,14 @@ class AlertEngine:
         self.breaches.clear(alert.device_id, alert.alert_type)
         await self._changed(alert, "alert-resolved")
         return alert
+
+
+def _valid(candidate: Any) -> bool:
+    return (
+        isinstance(candidate, dict)
+        and isinstance(candidate.get("deviceId"), str)
+        and candidate.get("type") in TYPES
+    )
 
 
 def _parse_ts(value: Any) -> float | None:

@@ -10,23 +10,33 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from iotmon.alerts.models import Alert, AlertError, AlertNotFound
+from iotmon.alerts.models import SEVERITIES, Alert, AlertError, AlertNotFound
 
-_SEVERITY_RANK = "ARRAY['low','medium','high','critical']"
+_SEVERITY_RANK = "ARRAY[" + ",".join(f"'{s}'" for s in SEVERITIES) + "]"
 
 _UPSERT = f"""
 INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold, status,
-                    triggered_at, last_value, last_seen_at, silenced, metadata)
+                    triggered_at, last_value, last_seen_at, silenced, metadata, count)
 VALUES (%(device_id)s, %(alert_type)s, %(message)s, %(severity)s, %(value)s, %(threshold)s,
-        'triggered', %(at)s, %(value)s, %(at)s, %(silenced)s, %(metadata)s)
+        'triggered', %(at)s, %(last_value)s, %(last_at)s, %(silenced)s, %(metadata)s,
+        %(repeats)s)
 ON CONFLICT (device_id, alert_type) WHERE status <> 'resolved' DO UPDATE SET
-    count = alerts.count + 1,
+    count = alerts.count + EXCLUDED.count,
     last_value = EXCLUDED.last_value,
     last_seen_at = greatest(alerts.last_seen_at, EXCLUDED.last_seen_at),
     severity = CASE WHEN array_position({_SEVERITY_RANK}, EXCLUDED.severity)
                          > array_position({_SEVERITY_RANK}, alerts.severity)
                     THEN EXCLUDED.severity ELSE alerts.severity END
 RETURNING {Alert.COLUMNS}, (xmax = 0) AS created
+"""
+# One round trip: the upsert, and the first transition when it opened a new alert.
+_OPEN = f"""
+WITH up AS ({_UPSERT.strip()}),
+first AS (
+    INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note)
+    SELECT id, NULL, 'triggered', 'system', %(message)s FROM up WHERE created
+)
+SELECT * FROM up
 """
 
 
@@ -57,29 +67,34 @@ async def open_or_update(
     at: datetime,
     silenced: bool = False,
     metadata: dict[str, Any] | None = None,
+    repeats: int = 1,
+    last_value: float | None = None,
+    last_at: datetime | None = None,
 ) -> tuple[Alert, bool]:
-    """Open an alert, or count a repeat on the one already open. Returns (alert, created)."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            _UPSERT,
-            {
-                "device_id": device_id,
-                "alert_type": alert_type,
-                "message": message,
-                "severity": severity,
-                "value": value,
-                "threshold": threshold,
-                "at": at,
-                "silenced": silenced,
-                "metadata": Jsonb(metadata or {}),
-            },
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        alert, created = Alert(*row[:-1]), bool(row[-1])
-        if created:
-            await _record(conn, alert.id, None, "triggered", "system", message)
-    return alert, created
+    """Open an alert, or count repeats on the one already open. Returns (alert, created).
+
+    ``repeats`` readings are counted at once (first at ``at`` with ``value``, the latest at
+    ``last_at`` with ``last_value``): a burst costs one round trip."""
+    cur = await conn.execute(
+        _OPEN,
+        {
+            "device_id": device_id,
+            "alert_type": alert_type,
+            "message": message,
+            "severity": severity,
+            "value": value,
+            "threshold": threshold,
+            "at": at,
+            "last_value": value if last_at is None else last_value,
+            "last_at": at if last_at is None else last_at,
+            "repeats": repeats,
+            "silenced": silenced,
+            "metadata": Jsonb(metadata or {}),
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return Alert(*row[:-1]), bool(row[-1])
 
 
 async def get(conn: psycopg.AsyncConnection[Any], alert_id: int) -> Alert:
@@ -207,6 +222,17 @@ async def transitions(conn: psycopg.AsyncConnection[Any], alert_id: int) -> list
 
 
 # --- silences ---
+async def active_silences(
+    conn: psycopg.AsyncConnection[Any], at: datetime
+) -> list[tuple[str | None, str | None, datetime, datetime]]:
+    """(device, type, starts, ends) of the silences not over at ``at``."""
+    cur = await conn.execute(
+        "SELECT device_id, alert_type, starts_at, ends_at FROM silences WHERE ends_at > %s",
+        (at,),
+    )
+    return list(await cur.fetchall())
+
+
 async def silenced(
     conn: psycopg.AsyncConnection[Any], device_id: str, alert_type: str, at: datetime
 ) -> bool:

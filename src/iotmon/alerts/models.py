@@ -21,6 +21,7 @@ TYPES: tuple[str, ...] = (
     "data_anomaly",
     "trend_warning",
 )
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")  # in rank order
 OPEN: tuple[str, ...] = ("triggered", "acknowledged", "escalated")
 
 

@@ -27,6 +27,12 @@ class Role(Protocol):
     def routers(self) -> list[APIRouter]: ...
 
 
+class WrapsApp(Protocol):
+    """A role that serves more than routes (the web role: Socket.IO, static files)."""
+
+    def wrap(self, app: Any) -> Any: ...
+
+
 @dataclass(frozen=True)
 class RoleDefinition:
     name: str
@@ -86,5 +92,12 @@ ROLES: dict[str, RoleDefinition] = {
         consumes=("alerts",),
         group="iotmon-alerts",
         dlq="sensors-data.dlq",
+    ),
+    "web": RoleDefinition(
+        name="web",
+        module="iotmon.roles.web",
+        description="REST API (/api), Socket.IO (/socket.io), dashboard (/)",
+        default_port=8000,
+        needs=frozenset({"database", "redis"}),
     ),
 }

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import psycopg
 import redis.asyncio as aioredis
-import socketio
 from fastapi import APIRouter
 
 from iotmon import logging as log
@@ -20,6 +19,7 @@ from iotmon.alerts.engine import AlertEngine
 from iotmon.alerts.notify import Notifier, NotifyConfig
 from iotmon.bus import TopicPartition, consume_available
 from iotmon.config import Settings, secret
+from iotmon.realtime.publish import AsyncLivePublisher, Encoder
 from iotmon.roles.runtime import Services
 
 logger = log.get(__name__)
@@ -66,11 +66,13 @@ class AlertsRole:
             svc.database_url, autocommit=True, application_name="iotmon-alerts"
         )
         r = aioredis.Redis.from_url(svc.redis_url)
-        sio = socketio.AsyncRedisManager(svc.redis_url, write_only=True)
+        live = AsyncLivePublisher(
+            r, Encoder(replay_size=s.live_replay_size, replay_ttl_s=s.live_replay_ttl_s)
+        )
 
         async def emit(event: str, payload: dict[str, Any], room: str) -> None:
             try:
-                await sio.emit(event, payload, room=room)
+                await live.emit(event, payload, room)
             except Exception as exc:  # live events are best effort; the alert is stored
                 logger.warning("socket.io emit failed", socket_event=event, error=str(exc))
 
@@ -88,20 +90,20 @@ class AlertsRole:
         try:
             while not stop.is_set():
                 msgs = await asyncio.to_thread(consume_available, consumer, 500, 0.2)
-                pending = list(msgs)
-                backoff = 0.5
-                while pending and not stop.is_set():
+                batch = []
+                for m in msgs:
                     try:
-                        while pending:
-                            m = pending[0]
-                            try:
-                                await engine.handle(orjson.loads(m.value() or b"{}"))
-                            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                                logger.warning("bad alert candidate skipped", error=str(exc))
-                            pending.pop(0)
+                        batch.append(orjson.loads(m.value() or b"{}"))
+                    except orjson.JSONDecodeError as exc:
+                        logger.warning("undecodable alert candidate skipped", error=str(exc))
+                backoff, handled = 0.5, not batch
+                while not handled and not stop.is_set():
+                    try:
+                        await engine.handle_many(batch)
+                        handled = True
                     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                        # The database went away: reconnect and carry on from the same
-                        # candidate (at least once; a repeat only adds to an alert's count).
+                        # The database went away: reconnect and handle the batch again (at
+                        # least once; a repeat only adds to an alert's count).
                         logger.error("alerts database unavailable, retrying", error=str(exc))
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 10)
@@ -111,7 +113,7 @@ class AlertsRole:
                             engine.conn = await psycopg.AsyncConnection.connect(
                                 svc.database_url, autocommit=True, application_name="iotmon-alerts"
                             )
-                if msgs:
+                if msgs and handled:  # not when stopped with the database away
                     last: dict[int, int] = {}
                     for m in msgs:
                         last[m.partition()] = m.offset()  # type: ignore[index,assignment]

@@ -18,8 +18,15 @@ from iotmon.roles.runtime import Services
 from iotmon.web.health import RequestWindow, health
 
 
-def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> FastAPI:
-    app = FastAPI(title="iotmon", version=__version__, docs_url="/docs")
+def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
+    """The process's ASGI app: FastAPI, wrapped by roles that serve more (Socket.IO)."""
+    app = FastAPI(
+        title="iotmon",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url="/api/redoc",
+        openapi_url="/api/openapi.json",
+    )
     window = RequestWindow()
 
     @app.middleware("http")
@@ -50,7 +57,12 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Fast
     for role in roles:
         for router in role.routers():
             app.include_router(router)
-    return app
+    asgi: Any = app
+    for role in roles:
+        wrap = getattr(role, "wrap", None)
+        if wrap is not None:
+            asgi = wrap(asgi)
+    return asgi
 
 
 class _Server(uvicorn.Server):

@@ -1,0 +1,176 @@
+"""Users, passwords and tokens: argon2 password hashes, HS256 JWT bearer tokens with expiry,
+roles ``viewer`` < ``operator`` < ``admin``.
+
+The signing key is ``IOTMON_JWT_SECRET`` or, when unset, one generated on first use and kept
+in PostgreSQL (``app_secrets``), so every web process of a deployment accepts the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+ROLES: tuple[str, ...] = ("viewer", "operator", "admin")  # in rank order
+ALGORITHM = "HS256"
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_hasher = PasswordHasher()
+# Verifying an unknown user costs the same as a known one: no user enumeration by timing.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AuthError(Exception):
+    """Credentials or a token that do not let someone in (the message says why)."""
+
+
+class UserError(Exception):
+    """A user request that cannot be done (unknown user, bad role, weak password)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    username: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if len(password) < 8:
+        raise UserError("a password needs at least 8 characters")
+    return password
+
+
+# --- users (sync: the CLI and the web role's thread pool both use these) ---
+def create_user(conn: psycopg.Connection[Any], username: str, password: str, role: str) -> None:
+    check_role(role)
+    check_password(password)
+    if not USERNAME.match(username):
+        raise UserError(f"invalid user name {username!r}: 1-64 letters, digits or . _ @ -")
+    try:
+        conn.execute(
+            "INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)",
+            (username, _hasher.hash(password), role),
+        )
+    except psycopg.errors.UniqueViolation:
+        raise UserError(f"user {username!r} exists already") from None
+
+
+def set_role(conn: psycopg.Connection[Any], username: str, role: str) -> None:
+    check_role(role)
+    cur = conn.execute(
+        "UPDATE users SET role = %s, updated_at = now() WHERE username = %s", (role, username)
+    )
+    if cur.rowcount == 0:
+        raise UserError(f"user {username!r} does not exist")
+
+
+def set_password(conn: psycopg.Connection[Any], username: str, password: str) -> None:
+    check_password(password)
+    cur = conn.execute(
+        "UPDATE users SET password_hash = %s, updated_at = now() WHERE username = %s",
+        (_hasher.hash(password), username),
+    )
+    if cur.rowcount == 0:
+        raise UserError(f"user {username!r} does not exist")
+
+
+def list_users(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT username, role, created_at FROM users ORDER BY username")
+    return [{"username": u, "role": r, "createdAt": c} for u, r, c in cur.fetchall()]
+
+
+def count_users(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM users").fetchone()
+    return int(row[0]) if row else 0
+
+
+def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> Principal:
+    row = conn.execute(
+        "SELECT password_hash, role FROM users WHERE username = %s", (username,)
+    ).fetchone()
+    return verify_password(username, row, password)
+
+
+def verify_password(username: str, row: Any, password: str) -> Principal:
+    """``row`` is (password_hash, role) or None for an unknown user (verified all the same, so
+    the answer takes as long)."""
+    try:
+        _hasher.verify(row[0] if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        row = None
+    if row is None:
+        raise AuthError("wrong user name or password")
+    return Principal(username, row[1])
+
+
+def ensure_admin(conn: psycopg.Connection[Any]) -> str | None:
+    """When there is no user at all, create ``admin`` with a random password and return the
+    password (to be printed once); otherwise None."""
+    if count_users(conn):
+        return None
+    password = secrets.token_urlsafe(12)
+    try:
+        create_user(conn, "admin", password, "admin")
+    except UserError:  # another process got there first
+        return None
+    return password
+
+
+def signing_key(conn: psycopg.Connection[Any], configured: str | None) -> str:
+    if configured:
+        return configured
+    conn.execute(
+        "INSERT INTO app_secrets (name, value) VALUES ('jwt', %s) ON CONFLICT DO NOTHING",
+        (secrets.token_urlsafe(48),),
+    )
+    row = conn.execute("SELECT value FROM app_secrets WHERE name = 'jwt'").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+# --- tokens ---
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    key: str
+    ttl_s: int = 3600
+
+    def issue(self, principal: Principal, now: float | None = None) -> tuple[str, int]:
+        now = time.time() if now is None else now
+        exp = int(now) + self.ttl_s
+        token = jwt.encode(
+            {"sub": principal.username, "role": principal.role, "iat": int(now), "exp": exp},
+            self.key,
+            algorithm=ALGORITHM,
+        )
+        return token, exp
+
+    def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise AuthError("a bearer token is required: POST /api/auth/token to get one")
+        try:
+            claims = jwt.decode(
+                token, self.key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("the token has expired: log in again") from None
+        except jwt.InvalidTokenError:
+            raise AuthError("the token is not valid") from None
+        role = claims.get("role")
+        if role not in ROLES:
+            raise AuthError("the token carries no valid role")
+        return Principal(str(claims["sub"]), str(role))
