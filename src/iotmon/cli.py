@@ -31,6 +31,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 silence_app = typer.Typer(no_args_is_help=True, help="Mute alerts of a device or a type.")
 app.add_typer(silence_app, name="silence")
+users_app = typer.Typer(no_args_is_help=True, help="Users of the API and dashboard.")
+app.add_typer(users_app, name="users")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -314,6 +316,83 @@ async def _with_database(settings: Settings, work: Any) -> Any:
             services.database_url, autocommit=True
         ) as conn:
             return await work(conn)
+
+
+def _users(work: Any) -> Any:
+    """Run ``work(conn)`` (a sync connection) on the configured or embedded database, turning
+    a UserError into a clear message."""
+    import psycopg
+
+    from iotmon.web.auth import UserError
+
+    async def main(conn: Any) -> Any:
+        info = conn.info.dsn
+        password = conn.info.password
+        with psycopg.connect(info, password=password, autocommit=True) as sync_conn:
+            return work(sync_conn)
+
+    try:
+        return asyncio.run(_with_database(_settings(), main))
+    except UserError as exc:
+        raise _fail(str(exc)) from exc
+
+
+ROLE_HELP = "viewer (read), operator (acknowledge, resolve, silence), admin (configure, users)"
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="letters, digits, . _ @ -")],
+    role: Annotated[str, typer.Option(help=ROLE_HELP)] = "viewer",
+    password: Annotated[str | None, typer.Option(help="asked for (hidden) when not given")] = None,
+) -> None:
+    """Create a user."""
+    from iotmon.web import auth
+
+    if role not in auth.ROLES:
+        raise _fail(f"unknown role {role!r}: use one of {', '.join(auth.ROLES)}")
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    _users(lambda conn: auth.create_user(conn, username, password, role))
+    console.print(f"user {username} created, role {role}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Users and their roles."""
+    from iotmon.web import auth
+
+    users = _users(auth.list_users)
+    if not users:
+        console.print("no users (the web role creates 'admin' on its first embedded start)")
+    for u in users:
+        console.print(f"{u['username']:<24} {u['role']:<9} since {u['createdAt']:%Y-%m-%d}")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Argument(help=ROLE_HELP)],
+) -> None:
+    """Change a user's role (tokens issued before keep theirs until they expire)."""
+    from iotmon.web import auth
+
+    _users(lambda conn: auth.set_role(conn, username, role))
+    console.print(f"user {username} is now {role}")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    username: Annotated[str, typer.Argument()],
+    password: Annotated[str | None, typer.Option(help="asked for (hidden) when not given")] = None,
+) -> None:
+    """Change a user's password."""
+    from iotmon.web import auth
+
+    if password is None:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    _users(lambda conn: auth.set_password(conn, username, password))
+    console.print(f"password of {username} changed")
 
 
 @silence_app.command("create")

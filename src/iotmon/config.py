@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=lambda: ["*"], description="origins allowed to call the API"
     )
+    dashboard_dir: Path | None = Field(
+        default=Path("dashboard/dist"), description="the built dashboard the web role serves"
+    )
     rate_limit_per_minute: int = Field(
         default=100, ge=0, description="API requests per client per minute (0 = no limit)"
     )

@@ -48,6 +48,9 @@ class Notifier:
     _last: dict[tuple[str, str], float] = field(default_factory=dict)
     _notified: set[int] = field(default_factory=set)  # alerts whose trigger went out
     _client: httpx.AsyncClient | None = None
+    # The web role resolves alerts whose trigger another process notified: it announces every
+    # resolution of an alert that was not silenced.
+    resolutions_always: bool = False
 
     @property
     def channels(self) -> list[str]:
@@ -92,7 +95,7 @@ class Notifier:
 
     def _allowed(self, channel: str, event: str, alert: Alert) -> bool:
         if event == "alert-resolved":
-            return alert.id in self._notified
+            return self.resolutions_always or alert.id in self._notified
         key = (alert.device_id, channel)
         now = self.clock()
         last = self._last.get(key)

@@ -4,23 +4,28 @@ The endpoints themselves live beside their domain (devices/, readings/, alerts/,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 import orjson
 import psycopg
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from iotmon import __version__
+from iotmon import logging as log
 from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
 from iotmon.web import auth
+from iotmon.web.health import RequestWindow, health
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -68,9 +73,40 @@ def error_response(exc: ApiError) -> Response:
     )
 
 
+class Envelope(BaseModel):
+    """``{"success", "data", "meta"}``; each endpoint's model narrows ``data``."""
+
+    success: bool
+    data: Any
+    meta: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    success: bool
+    error: ErrorBody
+
+
 class Credentials(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(pattern=auth.USERNAME.pattern)
+    password: str = Field(min_length=8, max_length=256)
+    role: Literal["viewer", "operator", "admin"] = "viewer"
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["viewer", "operator", "admin"]
 
 
 class TokenOut(BaseModel):
@@ -99,11 +135,72 @@ class Api:
         self.pool = pool
         self.tokens = tokens
         self.redis = aioredis.Redis.from_url(services.redis_url)
+        self.log = log.get("iotmon.web")
+        self.window = RequestWindow()
+        self.notifier: Any = None
+        self.publisher: Any = None
 
     async def start(self) -> None:
-        return None
+        from iotmon.alerts.notify import Notifier
+        from iotmon.realtime.publish import AsyncLivePublisher, Encoder
+        from iotmon.roles.alerts import notify_config
+
+        s = self.settings
+        self.notifier = Notifier(notify_config(s), resolutions_always=True)
+        self.publisher = AsyncLivePublisher(
+            self.redis, Encoder(replay_size=s.live_replay_size, replay_ttl_s=s.live_replay_ttl_s)
+        )
+
+    @contextlib.asynccontextmanager
+    async def alert_engine(self) -> AsyncIterator[Any]:
+        """The alert engine on a pooled connection, for operator actions: the change is
+        stored, mirrored, announced and notified as the alerts role's own are."""
+        from iotmon.alerts.engine import AlertEngine
+        from iotmon.roles.alerts import rule_config
+
+        async def emit(event: str, payload: dict[str, Any], room: str) -> None:
+            try:
+                await self.publisher.emit(event, payload, room)
+            except aioredis.RedisError as exc:  # live events are best effort
+                self.log.warning("socket.io emit failed", socket_event=event, error=str(exc))
+
+        async with self.pool.connection() as conn:
+            yield AlertEngine(
+                conn=conn,
+                redis=self.redis,
+                notifier=self.notifier,
+                config=rule_config(self.settings),
+                emit=emit,
+            )
+
+    # --- shared lookups ---
+    async def device_row(
+        self, conn: psycopg.AsyncConnection[Any], device_id: str
+    ) -> dict[str, Any]:
+        from iotmon.devices import service
+
+        try:
+            return await service.get_row(conn, device_id)
+        except service.DeviceNotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+
+    async def live_state(
+        self, device_ids: list[str], windows: tuple[str, ...] = ("24h",)
+    ) -> dict[str, dict[str, Any]]:
+        """Live state from Redis; when Redis is down, the API still answers from
+        PostgreSQL, without live values."""
+        from iotmon.devices import service
+
+        try:
+            return await service.live(self.redis, device_ids, windows=windows)
+        except aioredis.RedisError as exc:
+            self.log.warning("redis unavailable: answering without live state", error=str(exc))
+            empty = {"current": None, "lastSeen": None} | {f"stats{w}": None for w in windows}
+            return {d: dict(empty) for d in device_ids}
 
     async def close(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.redis.aclose()
 
     # --- dependencies ---
@@ -147,10 +244,17 @@ class Api:
             if limited is not None:
                 return limited
             response = await call_next(request)
+            if request.url.path.startswith("/api/") and request.url.path != "/api/health":
+                self.window.record(response.status_code >= 500)
             if not request.url.path.startswith(DOCS_PATHS):
                 for name, value in SECURITY_HEADERS.items():
                     response.headers.setdefault(name, value)
             return response
+
+        from iotmon.web import metrics
+
+        metrics.instrument(app)
+        self._serve_dashboard(app)
 
         @app.exception_handler(ApiError)
         async def api_error(request: Request, exc: ApiError) -> Response:
@@ -179,6 +283,28 @@ class Api:
                 else str(exc.detail)
             )
             return error_response(ApiError(exc.status_code, code, message))
+
+    def _serve_dashboard(self, app: FastAPI) -> None:
+        """The built dashboard (``dashboard/dist``) at ``/``; client-side routes
+        (``/devices/device-001``) get ``index.html``."""
+        dist = self.settings.dashboard_dir
+        if dist is None or not (dist / "index.html").is_file():
+            return
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), "assets")
+        index = (dist / "index.html").read_bytes()
+
+        @app.get("/{path:path}", include_in_schema=False)
+        async def spa(path: str) -> Response:
+            if path.startswith(("api/", "socket.io")):
+                raise StarletteHTTPException(404)
+            candidate = (dist / path).resolve()
+            if path and candidate.is_file() and candidate.is_relative_to(dist.resolve()):
+                from fastapi.responses import FileResponse
+
+                return FileResponse(candidate)
+            return Response(index, media_type="text/html")
 
     async def _rate_limit(self, request: Request) -> Response | None:
         """A fixed one-minute window per client address, counted in Redis so every web
@@ -238,7 +364,110 @@ class Api:
                 }
             )
 
-        return [router]
+        admin = Depends(self.require("admin"))
+
+        @router.get("/health", tags=["system"], responses={503: {"description": "unhealthy"}})
+        async def api_health() -> Response:
+            """DESIGN.md 6: PostgreSQL and Redis checked with their response times; 503 when
+            one is down."""
+            code, body = await health(
+                bus=None,
+                database_url=self.services.database_url,
+                redis_url=self.services.redis_url,
+                started_at=self.services.started_at,
+                window=self.window,
+            )
+            return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+
+        @router.get("/status", tags=["system"], response_model=Envelope)
+        async def status(who: auth.Principal = Depends(self.require("viewer"))) -> Response:  # noqa: B008
+            """What runs, what it holds: devices, open alerts, live event sequence, this
+            process's Socket.IO clients."""
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT (SELECT count(*) FROM devices),"
+                    " (SELECT count(*) FROM alerts WHERE status <> 'resolved'),"
+                    " (SELECT count(*) FROM silences WHERE ends_at > now())"
+                )
+                row = await cur.fetchone()
+            assert row is not None
+            try:
+                seq = int(await self.redis.get("live:seq") or 0)
+            except aioredis.RedisError:
+                seq = None
+            return ok(
+                {
+                    "version": __version__,
+                    "uptimeS": round(time.time() - self.services.started_at, 1),
+                    "embedded": sorted(self.services.embedded),
+                    "devices": int(row[0]),
+                    "openAlerts": int(row[1]),
+                    "activeSilences": int(row[2]),
+                    "lastEventId": None if seq is None else str(seq),
+                    "user": {"username": who.username, "role": who.role},
+                }
+            )
+
+        @router.get("/users", tags=["users"], response_model=Envelope, dependencies=[admin])
+        async def list_users() -> Response:
+            """Users and their roles (admin)."""
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT username, role, created_at FROM users ORDER BY username"
+                )
+                rows = await cur.fetchall()
+            return ok(
+                {"users": [{"username": u, "role": r, "createdAt": iso_utc(c)} for u, r, c in rows]}
+            )
+
+        @router.post(
+            "/users", tags=["users"], response_model=Envelope, status_code=201, dependencies=[admin]
+        )
+        async def create_user(body: NewUser) -> Response:
+            """Create a user (admin)."""
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT 1 FROM users WHERE username = %s", (body.username,)
+                )
+                if await cur.fetchone():
+                    raise ApiError(409, "conflict", f"user {body.username!r} exists already")
+                hashed = await asyncio.to_thread(auth.hash_password, body.password)
+                await conn.execute(
+                    "INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (username) DO NOTHING",
+                    (body.username, hashed, body.role),
+                )
+            return ok({"username": body.username, "role": body.role}, status=201)
+
+        @router.put("/users/{username}/role", tags=["users"], response_model=Envelope)
+        async def set_user_role(
+            username: Annotated[str, Path(pattern=auth.USERNAME.pattern)],
+            body: RoleChange,
+            who: auth.Principal = admin,
+        ) -> Response:
+            """Change a user's role (admin); it applies to tokens issued from now on."""
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "UPDATE users SET role = %s, updated_at = now() WHERE username = %s",
+                    (body.role, username),
+                )
+            if cur.rowcount == 0:
+                raise ApiError(404, "not_found", f"user {username!r} does not exist")
+            return ok({"username": username, "role": body.role})
+
+        from iotmon.alerts import routes as alert_routes
+        from iotmon.devices import routes as device_routes
+        from iotmon.readings import routes as reading_routes
+        from iotmon.web import analytics, metrics
+
+        return [
+            router,
+            device_routes.router(self),
+            reading_routes.router(self),
+            alert_routes.router(self),
+            metrics.router(self),
+            analytics.router(self),
+        ]
 
     def dependency(self, role: str) -> Any:
         return Depends(self.require(role))
@@ -248,8 +477,6 @@ async def _authenticate(
     conn: psycopg.AsyncConnection[Any], username: str, password: str
 ) -> auth.Principal:
     """argon2 takes ~50 ms of CPU on purpose: off the event loop."""
-    import asyncio
-
     cur = await conn.execute(
         "SELECT password_hash, role FROM users WHERE username = %s", (username,)
     )

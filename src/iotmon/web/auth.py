@@ -55,6 +55,10 @@ def check_password(password: str) -> str:
     return password
 
 
+def hash_password(password: str) -> str:
+    return _hasher.hash(check_password(password))
+
+
 # --- users (sync: the CLI and the web role's thread pool both use these) ---
 def create_user(conn: psycopg.Connection[Any], username: str, password: str, role: str) -> None:
     check_role(role)

@@ -1,0 +1,447 @@
+"""``/api/alerts`` (list, details, acknowledge, resolve, history, CSV) and ``/api/silences``.
+
+Operator actions go through the alert engine, so they are stored with their transition,
+mirrored in ``alerts:active``, announced to Socket.IO rooms and notified exactly as the alerts
+role's own changes are."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from iotmon.alerts import lifecycle
+from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, AlertNotFound
+from iotmon.readings.queries import csv_field
+from iotmon.timefmt import iso_utc
+from iotmon.web.app import Api, ApiError, Envelope, ok
+from iotmon.web.auth import Principal
+
+Severity = Literal["low", "medium", "high", "critical"]
+AlertType = Literal[
+    "threshold_exceeded", "threshold_below", "device_offline", "data_anomaly", "trend_warning"
+]
+StatusFilter = Literal[
+    "open", "active", "all", "triggered", "acknowledged", "escalated", "resolved"
+]
+AlertIdPath = Annotated[int, Path(ge=1, le=2**62)]
+DeviceQuery = Annotated[str | None, Query(alias="deviceId", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+CSV_MAX_ROWS = 1_000_000
+
+
+class AlertOut(BaseModel):
+    id: int
+    alertId: int
+    deviceId: str
+    type: str
+    message: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    status: str
+    triggeredAt: str
+    timestamp: str
+    acknowledgedAt: str | None
+    acknowledgedBy: str | None
+    resolvedAt: str | None
+    resolvedBy: str | None
+    escalatedAt: str | None
+    count: int
+    lastValue: float | None
+    lastSeenAt: str | None
+    silenced: bool
+
+
+class Transition(BaseModel):
+    from_: str | None = Field(alias="from")
+    to: str
+    actor: str
+    note: str | None
+    at: str
+
+
+class AlertDetails(AlertOut):
+    transitions: list[Transition]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
+
+
+class AlertListMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    totalAlerts: int
+    criticalAlerts: int
+    highAlerts: int
+    mediumAlerts: int
+    lowAlerts: int
+    limit: int
+    offset: int
+    timestamp: str
+
+
+class AlertListEnvelope(BaseModel):
+    success: bool
+    data: AlertList
+    meta: AlertListMeta
+
+
+class AlertEnvelope(Envelope):
+    data: AlertOut
+
+
+class AlertDetailsEnvelope(Envelope):
+    data: AlertDetails
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, max_length=500)
+
+
+class SilenceIn(BaseModel):
+    """Mute a device, an alert type, or one type on one device, for a period: alerts are still
+    recorded, not notified. Give ``endsAt`` or ``durationS``."""
+
+    model_config = ConfigDict(extra="forbid")
+    deviceId: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    type: AlertType | None = None
+    startsAt: datetime | None = None
+    endsAt: datetime | None = None
+    durationS: float | None = Field(default=None, gt=0, le=366 * 86400)
+    reason: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _period(self) -> SilenceIn:
+        if self.deviceId is None and self.type is None:
+            raise ValueError("a silence needs a deviceId, a type, or both")
+        if (self.endsAt is None) == (self.durationS is None):
+            raise ValueError("give either endsAt or durationS")
+        return self
+
+
+class SilenceOut(BaseModel):
+    id: int
+    deviceId: str | None
+    alertType: str | None
+    startsAt: str
+    endsAt: str
+    reason: str | None
+    createdBy: str
+
+
+class SilenceEnvelope(Envelope):
+    data: SilenceOut
+
+
+class SilenceList(BaseModel):
+    silences: list[SilenceOut]
+
+
+class SilenceListEnvelope(Envelope):
+    data: SilenceList
+
+
+def _statuses(status: str) -> tuple[str, ...]:
+    if status in ("open", "active"):
+        return OPEN
+    if status == "all":
+        return (*OPEN, "resolved")
+    return (status,)
+
+
+async def _query(
+    api: Api,
+    *,
+    statuses: tuple[str, ...],
+    severity: str | None,
+    device_id: str | None,
+    alert_type: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Alert], dict[str, int]]:
+    where = ["status = ANY(%(statuses)s)"]
+    params: dict[str, Any] = {"statuses": list(statuses), "limit": limit, "offset": offset}
+    for column, key, value in (
+        ("severity", "severity", severity),
+        ("device_id", "device", device_id),
+        ("alert_type", "type", alert_type),
+    ):
+        if value is not None:
+            where.append(f"{column} = %({key})s")
+            params[key] = value
+    if start is not None:
+        where.append("triggered_at >= %(start)s")
+        params["start"] = start
+    if end is not None:
+        where.append("triggered_at < %(end)s")
+        params["end"] = end
+    clause = " AND ".join(where)
+    async with api.pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {Alert.COLUMNS} FROM alerts WHERE {clause}"
+            " ORDER BY triggered_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            params,
+        )
+        alerts = [Alert(*row) for row in await cur.fetchall()]
+        cur = await conn.execute(
+            f"SELECT severity, count(*) FROM alerts WHERE {clause} GROUP BY severity", params
+        )
+        counts = {s: int(n) for s, n in await cur.fetchall()}
+    return alerts, counts
+
+
+def _meta(counts: dict[str, int], limit: int, offset: int) -> dict[str, Any]:
+    return {
+        "totalAlerts": sum(counts.values()),
+        **{f"{s}Alerts": counts.get(s, 0) for s in reversed(SEVERITIES)},
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    start = start.replace(tzinfo=UTC) if start and not start.tzinfo else start
+    end = end.replace(tzinfo=UTC) if end and not end.tzinfo else end
+    if start and end and start >= end:
+        raise ApiError(422, "invalid_range", "from must be before to")
+    return start, end
+
+
+def router(api: Api) -> APIRouter:
+    r = APIRouter(prefix="/api", tags=["alerts"])
+    viewer = Depends(api.require("viewer"))
+    operator = Depends(api.require("operator"))
+
+    @r.get("/alerts", response_model=AlertListEnvelope, dependencies=[viewer])
+    async def list_alerts(
+        status: StatusFilter = "open",
+        severity: Severity | None = None,
+        device_id: DeviceQuery = None,
+        type: AlertType | None = None,
+        from_: Annotated[datetime | None, Query(alias="from")] = None,
+        to: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Response:
+        """Alerts, newest first. ``status``: ``open`` (default: triggered, acknowledged or
+        escalated; ``active`` is the same), one status, or ``all``."""
+        start, end = _range(from_, to)
+        alerts, counts = await _query(
+            api,
+            statuses=_statuses(status),
+            severity=severity,
+            device_id=device_id,
+            alert_type=type,
+            start=start,
+            end=end,
+            limit=limit,
+            offset=offset,
+        )
+        return ok({"alerts": [a.as_event() for a in alerts]}, _meta(counts, limit, offset))
+
+    @r.get("/alerts/history", response_model=AlertListEnvelope, dependencies=[viewer])
+    async def alert_history(
+        severity: Severity | None = None,
+        device_id: DeviceQuery = None,
+        type: AlertType | None = None,
+        from_: Annotated[datetime | None, Query(alias="from")] = None,
+        to: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Response:
+        """Every alert, open or resolved, newest first (default: the last 7 days)."""
+        start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
+        alerts, counts = await _query(
+            api,
+            statuses=(*OPEN, "resolved"),
+            severity=severity,
+            device_id=device_id,
+            alert_type=type,
+            start=start,
+            end=end,
+            limit=limit,
+            offset=offset,
+        )
+        return ok({"alerts": [a.as_event() for a in alerts]}, _meta(counts, limit, offset))
+
+    @r.get(
+        "/alerts/history.csv",
+        dependencies=[viewer],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}, "description": "alerts as CSV"}},
+    )
+    async def alert_history_csv(
+        device_id: DeviceQuery = None,
+        from_: Annotated[datetime | None, Query(alias="from")] = None,
+        to: datetime | None = None,
+    ) -> StreamingResponse:
+        """Alerts triggered in [from, to) (default: the last 7 days), oldest first."""
+        start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
+        cols = (
+            "id, device_id, alert_type, severity, status, message, value, threshold, count,"
+            " triggered_at, acknowledged_at, acknowledged_by, escalated_at, resolved_at,"
+            " resolved_by, silenced"
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            yield (cols.replace(" ", "") + "\r\n").encode()
+            async with (
+                api.pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor(name="alerts_csv") as cur,
+            ):
+                await cur.execute(
+                    f"SELECT {cols} FROM alerts WHERE triggered_at >= %s"
+                    " AND (%s::timestamptz IS NULL OR triggered_at < %s)"
+                    " AND (%s::text IS NULL OR device_id = %s)"
+                    " ORDER BY triggered_at, id LIMIT %s",
+                    (start, end, end, device_id, device_id, CSV_MAX_ROWS),
+                )
+                while rows := await cur.fetchmany(2000):
+                    yield "".join(
+                        ",".join(
+                            iso_utc(v) if isinstance(v, datetime) else csv_field(v) for v in row
+                        )
+                        + "\r\n"
+                        for row in rows
+                    ).encode()
+
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="alerts.csv"'},
+        )
+
+    @r.get(
+        "/alerts/{alert_id}",
+        response_model=AlertDetailsEnvelope,
+        dependencies=[viewer],
+        responses={404: {"description": "no such alert"}},
+    )
+    async def get_alert(alert_id: AlertIdPath) -> Response:
+        """One alert with every transition (who, when, note)."""
+        async with api.pool.connection() as conn:
+            try:
+                alert = await lifecycle.get(conn, alert_id)
+            except AlertNotFound as exc:
+                raise ApiError(404, "not_found", str(exc)) from None
+            history = await lifecycle.transitions(conn, alert_id)
+        return ok(
+            alert.as_event() | {"transitions": [h | {"at": iso_utc(h["at"])} for h in history]}
+        )
+
+    async def act(alert_id: int, who: Principal, action: str, note: str | None) -> Response:
+        async with api.alert_engine() as engine:
+            try:
+                if action == "acknowledge":
+                    alert = await engine.acknowledge(alert_id, who.username, note)
+                else:
+                    alert = await engine.resolve(alert_id, who.username, note)
+            except AlertNotFound as exc:
+                raise ApiError(404, "not_found", str(exc)) from None
+            except AlertError as exc:
+                raise ApiError(409, "conflict", str(exc)) from None
+        return ok(alert.as_event())
+
+    @r.put(
+        "/alerts/{alert_id}/acknowledge",
+        response_model=AlertEnvelope,
+        responses={
+            404: {"description": "no such alert"},
+            409: {"description": "the alert is resolved or acknowledged already"},
+        },
+    )
+    async def acknowledge(
+        alert_id: AlertIdPath, body: Action | None = None, who: Principal = operator
+    ) -> Response:
+        """I have seen it (operator). Stops escalation; the alert stays open."""
+        return await act(alert_id, who, "acknowledge", body.note if body else None)
+
+    @r.put(
+        "/alerts/{alert_id}/resolve",
+        response_model=AlertEnvelope,
+        responses={
+            404: {"description": "no such alert"},
+            409: {"description": "the alert is resolved already"},
+        },
+    )
+    async def resolve(
+        alert_id: AlertIdPath, body: Action | None = None, who: Principal = operator
+    ) -> Response:
+        """Close the alert (operator). If the condition persists, a new alert opens."""
+        return await act(alert_id, who, "resolve", body.note if body else None)
+
+    # --- silences ---
+    def silence_json(s: dict[str, Any]) -> dict[str, Any]:
+        return s | {"startsAt": iso_utc(s["startsAt"]), "endsAt": iso_utc(s["endsAt"])}
+
+    @r.get(
+        "/silences", response_model=SilenceListEnvelope, dependencies=[viewer], tags=["silences"]
+    )
+    async def list_silences(
+        include_expired: Annotated[bool, Query(alias="includeExpired")] = False,
+    ) -> Response:
+        """Silences not over yet (or all of them)."""
+        async with api.pool.connection() as conn:
+            rows = await lifecycle.list_silences(conn, include_expired=include_expired)
+        return ok({"silences": [silence_json(s) for s in rows]})
+
+    @r.post(
+        "/silences",
+        response_model=SilenceEnvelope,
+        status_code=201,
+        tags=["silences"],
+        responses={404: {"description": "no such device"}},
+    )
+    async def create_silence(body: SilenceIn, who: Principal = operator) -> Response:
+        """Mute a device and/or an alert type for a period (operator)."""
+        starts = body.startsAt.astimezone(UTC) if body.startsAt else datetime.now(UTC)
+        if starts.tzinfo is None:
+            starts = starts.replace(tzinfo=UTC)
+        if body.endsAt is not None:
+            ends = body.endsAt if body.endsAt.tzinfo else body.endsAt.replace(tzinfo=UTC)
+        else:
+            assert body.durationS is not None
+            ends = starts + timedelta(seconds=body.durationS)
+        if ends <= starts:
+            raise ApiError(422, "invalid_range", "endsAt must be after startsAt")
+        async with api.pool.connection() as conn:
+            if body.deviceId is not None:
+                await api.device_row(conn, body.deviceId)
+            silence_id = await lifecycle.create_silence(
+                conn,
+                device_id=body.deviceId,
+                alert_type=body.type,
+                starts_at=starts,
+                ends_at=ends,
+                reason=body.reason,
+                created_by=who.username,
+            )
+            rows = await lifecycle.list_silences(conn, include_expired=True)
+        [row] = [s for s in rows if s["id"] == silence_id]
+        return ok(silence_json(row), status=201)
+
+    @r.delete(
+        "/silences/{silence_id}",
+        tags=["silences"],
+        response_model=Envelope,
+        responses={404: {"description": "no such silence"}},
+    )
+    async def delete_silence(
+        silence_id: Annotated[int, Path(ge=1, le=2**62)], who: Principal = operator
+    ) -> Response:
+        """End a silence now (operator)."""
+        async with api.pool.connection() as conn:
+            if not await lifecycle.delete_silence(conn, silence_id):
+                raise ApiError(404, "not_found", f"silence {silence_id} does not exist")
+        return ok({"deleted": silence_id})
+
+    assert set(TYPES) == set(AlertType.__args__)  # type: ignore[attr-defined]
+    return r

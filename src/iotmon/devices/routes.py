@@ -1,0 +1,266 @@
+"""``/api/devices``: list, details, current reading, configuration (the history endpoints are
+in readings/routes.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from iotmon.devices import service
+from iotmon.timefmt import iso_utc
+from iotmon.web.app import Api, ApiError, Envelope, ok
+from iotmon.web.auth import Principal
+
+DeviceIdPath = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="e.g. device-001")
+]
+DeviceStatus = Literal["active", "inactive", "maintenance", "unregistered"]
+
+
+class LastReading(BaseModel):
+    value: float
+    timestamp: str
+    status: str
+
+
+class DeviceStats(BaseModel):
+    avg24h: float | None
+    min24h: float | None
+    max24h: float | None
+    trend: str | None
+
+
+class Thresholds(BaseModel):
+    normalMin: float | None
+    normalMax: float | None
+    alertMin: float | None
+    alertMax: float | None
+
+
+class DeviceSummary(BaseModel):
+    deviceId: str
+    type: str
+    location: str
+    unit: str | None
+    status: str
+    connectivity: Literal["online", "offline", "unknown"]
+    lastReading: LastReading | None
+    alertStatus: str
+    openAlerts: int
+    stats: DeviceStats
+    thresholds: Thresholds
+
+
+class DeviceList(BaseModel):
+    devices: list[DeviceSummary]
+
+
+class DeviceListMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    totalDevices: int
+    activeDevices: int
+    limit: int
+    offset: int
+    timestamp: str
+
+
+class DeviceListEnvelope(BaseModel):
+    success: bool
+    data: DeviceList
+    meta: DeviceListMeta
+
+
+class DeviceConfig(BaseModel):
+    deviceId: str
+    type: str
+    location: str
+    unit: str | None
+    status: str
+    normalMin: float | None
+    normalMax: float | None
+    alertMin: float | None
+    alertMax: float | None
+    intervalMs: int
+    offlineTimeoutS: float | None
+    metadata: dict[str, Any]
+    createdAt: str
+    updatedAt: str
+
+
+class Current(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    value: float
+    timestamp: str
+    status: str
+    unit: str | None = None
+    sensorType: str | None = None
+
+
+class DeviceDetails(DeviceConfig):
+    connectivity: Literal["online", "offline", "unknown"]
+    current: Current | None
+    stats1h: dict[str, Any] | None
+    stats24h: dict[str, Any] | None
+    alertStatus: str
+    openAlerts: int
+
+
+class DeviceDetailsEnvelope(Envelope):
+    data: DeviceDetails
+
+
+class DeviceConfigEnvelope(Envelope):
+    data: DeviceConfig
+
+
+class CurrentEnvelope(Envelope):
+    data: Current
+
+
+class ConfigUpdate(BaseModel):
+    """Only the fields given change. Thresholds may be null (no threshold)."""
+
+    model_config = ConfigDict(extra="forbid")
+    location: str | None = Field(default=None, min_length=1, max_length=100)
+    unit: str | None = Field(default=None, min_length=1, max_length=32)
+    normalMin: float | None = Field(default=None, allow_inf_nan=False)
+    normalMax: float | None = Field(default=None, allow_inf_nan=False)
+    alertMin: float | None = Field(default=None, allow_inf_nan=False)
+    alertMax: float | None = Field(default=None, allow_inf_nan=False)
+    intervalMs: int | None = Field(default=None, ge=10, le=86_400_000)
+    status: DeviceStatus | None = None
+    offlineTimeoutS: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
+
+
+NOT_NULL = ("location", "unit", "intervalMs", "status")
+
+
+def router(api: Api) -> APIRouter:
+    r = APIRouter(prefix="/api/devices", tags=["devices"])
+    viewer = Depends(api.require("viewer"))
+    admin = Depends(api.require("admin"))
+
+    @r.get("", response_model=DeviceListEnvelope, dependencies=[viewer])
+    async def list_devices(
+        status: DeviceStatus | None = None,
+        type: Annotated[str | None, Query(max_length=64)] = None,
+        location: Annotated[str | None, Query(max_length=100)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Response:
+        """Devices with their current reading, alert status and 24 h statistics."""
+        async with api.pool.connection() as conn:
+            rows, total = await service.list_rows(
+                conn,
+                service.Page(limit, offset),
+                status=status,
+                device_type=type,
+                location=location,
+            )
+            alerts = await service.alert_levels(conn, [r["device_id"] for r in rows])
+        states = await api.live_state([r["device_id"] for r in rows])
+        devices = [
+            service.summary(row, states.get(row["device_id"], {}), alerts.get(row["device_id"]))
+            for row in rows
+        ]
+        active = sum(1 for d in devices if d["connectivity"] == "online")
+        return ok(
+            {"devices": devices},
+            {"totalDevices": total, "activeDevices": active, "limit": limit, "offset": offset},
+        )
+
+    @r.get(
+        "/{device_id}",
+        response_model=DeviceDetailsEnvelope,
+        dependencies=[viewer],
+        responses={404: {"description": "no such device"}},
+    )
+    async def get_device(device_id: DeviceIdPath) -> Response:
+        """Configuration, current reading, 1 h and 24 h statistics, open alerts."""
+        async with api.pool.connection() as conn:
+            row = await api.device_row(conn, device_id)
+            alerts = await service.alert_levels(conn, [device_id])
+        state = (await api.live_state([device_id], windows=("1h", "24h")))[device_id]
+        alert = alerts.get(device_id)
+        return ok(
+            service.config_json(row)
+            | {
+                "connectivity": service.connectivity(row, state["lastSeen"]),
+                "current": state["current"],
+                "stats1h": state["stats1h"],
+                "stats24h": state["stats24h"],
+                "alertStatus": alert[0] if alert else "normal",
+                "openAlerts": alert[1] if alert else 0,
+            }
+        )
+
+    @r.get(
+        "/{device_id}/current",
+        response_model=CurrentEnvelope,
+        dependencies=[viewer],
+        responses={404: {"description": "no such device, or no reading yet"}},
+    )
+    async def current(device_id: DeviceIdPath) -> Response:
+        """The latest reading: from Redis, else the newest row in PostgreSQL."""
+        async with api.pool.connection() as conn:
+            row = await api.device_row(conn, device_id)
+            state = (await api.live_state([device_id], windows=()))[device_id]
+            if state["current"] is not None:
+                return ok(state["current"])
+            cur = await conn.execute(
+                'SELECT "timestamp", value, unit, sensor_type FROM sensor_readings'
+                ' WHERE device_id = %s ORDER BY "timestamp" DESC LIMIT 1',
+                (device_id,),
+            )
+            last = await cur.fetchone()
+        if last is None:
+            raise ApiError(404, "no_data", f"device {device_id!r} has sent no reading yet")
+        t, value, unit, sensor_type = last
+        above = row["alert_max"] is not None and value > row["alert_max"]
+        below = row["alert_min"] is not None and value < row["alert_min"]
+        status = "critical" if above or below else "normal"
+        return ok(
+            {
+                "value": value,
+                "timestamp": iso_utc(t),
+                "status": status,
+                "unit": unit,
+                "sensorType": sensor_type,
+            }
+        )
+
+    @r.put(
+        "/{device_id}/config",
+        response_model=DeviceConfigEnvelope,
+        responses={
+            404: {"description": "no such device"},
+            422: {"description": "an invalid configuration"},
+        },
+    )
+    async def update_config(
+        device_id: DeviceIdPath, body: ConfigUpdate, who: Principal = admin
+    ) -> Response:
+        """Change thresholds, interval, location, status or offline timeout (admin). Processing
+        and alerts apply it within 10 s, without a restart."""
+        changes = body.model_dump(exclude_unset=True)
+        nulls = [k for k in NOT_NULL if k in changes and changes[k] is None]
+        if nulls:
+            raise ApiError(
+                422, "validation_error", f"{', '.join(nulls)} cannot be null", {"fields": nulls}
+            )
+        if not changes:
+            raise ApiError(422, "validation_error", "nothing to change: the body is empty")
+        async with api.pool.connection() as conn:
+            try:
+                row = await service.update_config(conn, device_id, changes)
+            except service.DeviceNotFound as exc:
+                raise ApiError(404, "not_found", str(exc)) from None
+            except service.ConfigError as exc:
+                raise ApiError(422, "invalid_config", str(exc), {"changes": changes}) from None
+        api.log.info("device configured", device=device_id, by=who.username, changes=changes)
+        return ok(service.config_json(row))
+
+    return r

@@ -1,0 +1,131 @@
+"""``/api/devices/{id}/history`` (downsampled to at most ``limit`` points) and its CSV export."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from iotmon.readings import queries
+from iotmon.timefmt import iso_utc
+from iotmon.web.app import Api, ApiError, Envelope, ok
+
+DeviceIdPath = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="e.g. device-001")
+]
+MAX_RANGE = timedelta(days=400)
+CSV_MAX_ROWS = 5_000_000
+
+
+class Point(BaseModel):
+    timestamp: str
+    value: float
+    min: float
+    max: float
+    count: int
+
+
+class History(BaseModel):
+    deviceId: str
+    unit: str | None
+    from_: str = Field(alias="from")
+    to: str
+    bucketSeconds: float | None
+    downsampled: bool
+    points: list[Point]
+
+
+class HistoryEnvelope(Envelope):
+    data: History
+
+
+def time_range(
+    start: datetime | None, end: datetime | None, default: timedelta
+) -> tuple[datetime, datetime]:
+    end = _aware(end) if end else datetime.now(UTC)
+    start = _aware(start) if start else end - default
+    if start >= end:
+        raise ApiError(
+            422, "invalid_range", f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})"
+        )
+    if end - start > MAX_RANGE:
+        raise ApiError(422, "invalid_range", f"the range is longer than {MAX_RANGE.days} days")
+    return start, end
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def router(api: Api) -> APIRouter:
+    r = APIRouter(prefix="/api/devices", tags=["devices"])
+    viewer = Depends(api.require("viewer"))
+
+    @r.get(
+        "/{device_id}/history",
+        response_model=HistoryEnvelope,
+        dependencies=[viewer],
+        responses={404: {"description": "no such device"}},
+    )
+    async def history(
+        device_id: DeviceIdPath,
+        from_: Annotated[
+            datetime | None, Query(alias="from", description="ISO 8601; default: to - 24 h")
+        ] = None,
+        to: Annotated[datetime | None, Query(description="ISO 8601; default: now")] = None,
+        limit: Annotated[int, Query(ge=1, le=queries.MAX_POINTS)] = 1000,
+    ) -> Response:
+        """Readings in [from, to): raw when there are at most ``limit``, else ``limit`` time
+        buckets with avg (``value``), ``min``, ``max`` and ``count``."""
+        start, end = time_range(from_, to, timedelta(hours=24))
+        async with api.pool.connection() as conn:
+            row = await api.device_row(conn, device_id)
+            result = await queries.history(conn, device_id, start, end, limit)
+        return ok(
+            {
+                "deviceId": device_id,
+                "unit": row["unit"],
+                "from": iso_utc(start),
+                "to": iso_utc(end),
+                **result,
+            },
+            {"count": len(result["points"]), "limit": limit},
+        )
+
+    @r.get(
+        "/{device_id}/history.csv",
+        dependencies=[viewer],
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "raw readings as CSV"},
+            404: {"description": "no such device"},
+        },
+    )
+    async def history_csv(
+        device_id: DeviceIdPath,
+        from_: Annotated[datetime | None, Query(alias="from")] = None,
+        to: Annotated[datetime | None, Query()] = None,
+        limit: Annotated[int | None, Query(ge=1, le=CSV_MAX_ROWS)] = None,
+    ) -> StreamingResponse:
+        """Every raw reading in [from, to) (default: the last 24 h), streamed."""
+        start, end = time_range(from_, to, timedelta(hours=24))
+        async with api.pool.connection() as conn:
+            await api.device_row(conn, device_id)
+
+        async def body() -> AsyncIterator[bytes]:
+            async with api.pool.connection() as conn:
+                async for chunk in queries.csv_rows(conn, device_id, start, end, limit):
+                    yield chunk
+
+        name = f"{device_id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    return r

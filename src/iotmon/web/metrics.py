@@ -1,0 +1,143 @@
+"""Prometheus request metrics for the API (count and latency by route template), and
+``/api/metrics/dashboard`` and ``/api/metrics/system``."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, ConfigDict
+
+from iotmon import __version__
+from iotmon.alerts.models import SEVERITIES
+from iotmon.stats import publish
+from iotmon.web.app import Api, Envelope, ok
+
+REQUESTS = Counter("iotmon_http_requests_total", "API requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "iotmon_http_request_seconds",
+    "API request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def instrument(app: FastAPI) -> None:
+    """Count and time every request by its route template (``/api/devices/{device_id}``), so
+    the label set stays bounded whatever clients ask for."""
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        LATENCY.labels(request.method, template).observe(time.perf_counter() - started)
+        REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+        return response
+
+
+class Dashboard(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    totalDevices: int
+    activeDevices: int
+    activeAlerts: int
+    alertsBySeverity: dict[str, int]
+    dataPointsLastHour: int
+    systemHealth: str
+    updatedAt: str | None
+
+
+class DashboardEnvelope(Envelope):
+    data: Dashboard
+
+
+class SystemEnvelope(Envelope):
+    data: dict[str, Any]
+
+
+def router(api: Api) -> APIRouter:
+    r = APIRouter(prefix="/api/metrics", tags=["metrics"])
+    viewer = Depends(api.require("viewer"))
+
+    @r.get("/dashboard", response_model=DashboardEnvelope, dependencies=[viewer])
+    async def dashboard() -> Response:
+        """Key figures: devices, active devices, open alerts by severity, readings in the last
+        hour (from processing's ``system:metrics``, written every second)."""
+        system: dict[str, Any] = {}
+        try:
+            raw = await api.redis.get(publish.SYSTEM_METRICS_KEY)
+            system = orjson.loads(raw) if raw else {}
+        except aioredis.RedisError:
+            pass
+        async with api.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT severity, count(*) FROM alerts WHERE status <> 'resolved' GROUP BY severity"
+            )
+            by_severity = {s: int(n) for s, n in await cur.fetchall()}
+            if not system:
+                cur = await conn.execute("SELECT count(*) FROM devices")
+                row = await cur.fetchone()
+                system = {"totalDevices": int(row[0]) if row else 0}
+        return ok(
+            {
+                "totalDevices": int(system.get("totalDevices", 0)),
+                "activeDevices": int(system.get("activeDevices", 0)),
+                "activeAlerts": sum(by_severity.values()),
+                "alertsBySeverity": {s: by_severity.get(s, 0) for s in SEVERITIES},
+                "dataPointsLastHour": int(system.get("dataPointsLastHour", 0)),
+                "systemHealth": system.get("systemHealth", "unknown"),
+                "updatedAt": system.get("timestamp"),
+            }
+        )
+
+    @r.get("/system", response_model=SystemEnvelope, dependencies=[viewer])
+    async def system() -> Response:
+        """This web process, Redis and PostgreSQL: uptime, memory, load, connections, sizes."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out: dict[str, Any] = {
+            "version": __version__,
+            "process": {
+                "pid": os.getpid(),
+                "uptimeS": round(time.time() - api.services.started_at, 1),
+                "maxRssMiB": round(usage.ru_maxrss / 1024, 1),
+                "cpuUserS": round(usage.ru_utime, 2),
+                "cpuSystemS": round(usage.ru_stime, 2),
+            },
+            "host": {"loadAverage": list(os.getloadavg()), "cpus": os.cpu_count()},
+        }
+        try:
+            info = await api.redis.info()
+            out["redis"] = {
+                "usedMemoryMiB": round(int(info.get("used_memory", 0)) / 2**20, 1),
+                "connectedClients": int(info.get("connected_clients", 0)),
+                "opsPerSecond": int(info.get("instantaneous_ops_per_sec", 0)),
+                "version": info.get("redis_version"),
+            }
+        except aioredis.RedisError as exc:
+            out["redis"] = {"error": str(exc)}
+        async with api.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT pg_database_size(current_database()),"
+                " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+                " current_setting('server_version')"
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        out["database"] = {
+            "sizeMiB": round(int(row[0]) / 2**20, 1),
+            "connections": int(row[1]),
+            "version": row[2],
+        }
+        return ok(out)
+
+    return r
