@@ -485,6 +485,67 @@ def bench_alerts(
     )
 
 
+@bench_app.command("api")
+def bench_api(
+    connections: Annotated[int, typer.Option(help="wrk connections")] = 100,
+    threads: Annotated[int, typer.Option(help="wrk threads")] = 1,
+    seconds: Annotated[float, typer.Option(help="measuring time per endpoint")] = 30,
+    warmup: Annotated[float, typer.Option(help="warm-up per endpoint, seconds")] = 5,
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/api.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
+) -> None:
+    """wrk against the web role (rate limit off): requests/s, p50/p99 of GET /api/devices,
+    24 h of one device's history and /api/metrics/dashboard. Installs wrk (Debian) if missing
+    and root."""
+    settings = _real_services("IOTMON_DATABASE_URL", "IOTMON_REDIS_URL")
+    try:
+        _bench_module("api").run_bench(
+            settings,
+            connections=connections,
+            threads=threads,
+            seconds=seconds,
+            warmup=warmup,
+            output=output,
+            markdown=markdown,
+            console=console,
+        )
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@bench_app.command("ws")
+def bench_ws(
+    clients: Annotated[int, typer.Option(help="concurrent Socket.IO clients")] = 1_000,
+    client_procs: Annotated[int, typer.Option(help="processes the clients are spread over")] = 4,
+    web_procs: Annotated[int, typer.Option(help="web role processes")] = 1,
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 60,
+    rate: Annotated[float, typer.Option(help="simulator send-rate multiplier")] = 1,
+    extra: Annotated[
+        float, typer.Option(help="events/s published straight to the device rooms, besides")
+    ] = 0,
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/ws.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
+) -> None:
+    """N Socket.IO clients subscribed to the five devices, events from the real pipeline:
+    deliveries/s and p50/p95/p99 latency from a reading's timestamp to a client."""
+    settings = _real_services("IOTMON_DATABASE_URL", "IOTMON_REDIS_URL")
+    try:
+        _bench_module("ws").run_bench(
+            settings,
+            clients=clients,
+            client_procs=client_procs,
+            web_procs=web_procs,
+            seconds=seconds,
+            rate=rate,
+            extra=extra,
+            output=output,
+            markdown=markdown,
+            console=console,
+        )
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _bench_module(name: str) -> Any:
     """Benchmarks live in the repository's bench/ folder, beside their results."""
     import importlib.util

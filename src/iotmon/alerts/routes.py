@@ -18,7 +18,7 @@ from iotmon.alerts import lifecycle
 from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, AlertNotFound
 from iotmon.readings.queries import csv_field
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, Envelope, ok
+from iotmon.web.app import Api, ApiError, Envelope, errors, ok
 from iotmon.web.auth import Principal
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -215,7 +215,7 @@ def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | Non
 
 
 def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api", tags=["alerts"])
+    r = APIRouter(prefix="/api", tags=["alerts"], responses=errors())
     viewer = Depends(api.require("viewer"))
     operator = Depends(api.require("operator"))
 
@@ -323,7 +323,7 @@ def router(api: Api) -> APIRouter:
         "/alerts/{alert_id}",
         response_model=AlertDetailsEnvelope,
         dependencies=[viewer],
-        responses={404: {"description": "no such alert"}},
+        responses=errors({404: "no such alert"}),
     )
     async def get_alert(alert_id: AlertIdPath) -> Response:
         """One alert with every transition (who, when, note)."""
@@ -353,10 +353,9 @@ def router(api: Api) -> APIRouter:
     @r.put(
         "/alerts/{alert_id}/acknowledge",
         response_model=AlertEnvelope,
-        responses={
-            404: {"description": "no such alert"},
-            409: {"description": "the alert is resolved or acknowledged already"},
-        },
+        responses=errors(
+            {404: "no such alert", 409: "the alert is resolved or acknowledged already"}
+        ),
     )
     async def acknowledge(
         alert_id: AlertIdPath, body: Action | None = None, who: Principal = operator
@@ -367,10 +366,7 @@ def router(api: Api) -> APIRouter:
     @r.put(
         "/alerts/{alert_id}/resolve",
         response_model=AlertEnvelope,
-        responses={
-            404: {"description": "no such alert"},
-            409: {"description": "the alert is resolved already"},
-        },
+        responses=errors({404: "no such alert", 409: "the alert is resolved already"}),
     )
     async def resolve(
         alert_id: AlertIdPath, body: Action | None = None, who: Principal = operator
@@ -398,7 +394,7 @@ def router(api: Api) -> APIRouter:
         response_model=SilenceEnvelope,
         status_code=201,
         tags=["silences"],
-        responses={404: {"description": "no such device"}},
+        responses=errors({404: "no such device"}),
     )
     async def create_silence(body: SilenceIn, who: Principal = operator) -> Response:
         """Mute a device and/or an alert type for a period (operator)."""
@@ -432,7 +428,7 @@ def router(api: Api) -> APIRouter:
         "/silences/{silence_id}",
         tags=["silences"],
         response_model=Envelope,
-        responses={404: {"description": "no such silence"}},
+        responses=errors({404: "no such silence"}),
     )
     async def delete_silence(
         silence_id: Annotated[int, Path(ge=1, le=2**62)], who: Principal = operator

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iotmon.devices import service
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, Envelope, ok
+from iotmon.web.app import Api, ApiError, Envelope, errors, ok
 from iotmon.web.auth import Principal
 
 DeviceIdPath = Annotated[
@@ -139,7 +139,7 @@ NOT_NULL = ("location", "unit", "intervalMs", "status")
 
 
 def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/devices", tags=["devices"])
+    r = APIRouter(prefix="/api/devices", tags=["devices"], responses=errors())
     viewer = Depends(api.require("viewer"))
     admin = Depends(api.require("admin"))
 
@@ -176,7 +176,7 @@ def router(api: Api) -> APIRouter:
         "/{device_id}",
         response_model=DeviceDetailsEnvelope,
         dependencies=[viewer],
-        responses={404: {"description": "no such device"}},
+        responses=errors({404: "no such device"}),
     )
     async def get_device(device_id: DeviceIdPath) -> Response:
         """Configuration, current reading, 1 h and 24 h statistics, open alerts."""
@@ -201,7 +201,7 @@ def router(api: Api) -> APIRouter:
         "/{device_id}/current",
         response_model=CurrentEnvelope,
         dependencies=[viewer],
-        responses={404: {"description": "no such device, or no reading yet"}},
+        responses=errors({404: "no such device, or no reading yet"}),
     )
     async def current(device_id: DeviceIdPath) -> Response:
         """The latest reading: from Redis, else the newest row in PostgreSQL."""
@@ -235,10 +235,7 @@ def router(api: Api) -> APIRouter:
     @r.put(
         "/{device_id}/config",
         response_model=DeviceConfigEnvelope,
-        responses={
-            404: {"description": "no such device"},
-            422: {"description": "an invalid configuration"},
-        },
+        responses=errors({404: "no such device", 422: "an invalid configuration"}),
     )
     async def update_config(
         device_id: DeviceIdPath, body: ConfigUpdate, who: Principal = admin

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from iotmon.readings import queries
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, Envelope, ok
+from iotmon.web.app import Api, ApiError, Envelope, errors, ok
 
 DeviceIdPath = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="e.g. device-001")
@@ -62,14 +62,14 @@ def _aware(t: datetime) -> datetime:
 
 
 def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/devices", tags=["devices"])
+    r = APIRouter(prefix="/api/devices", tags=["devices"], responses=errors())
     viewer = Depends(api.require("viewer"))
 
     @r.get(
         "/{device_id}/history",
         response_model=HistoryEnvelope,
         dependencies=[viewer],
-        responses={404: {"description": "no such device"}},
+        responses=errors({404: "no such device"}),
     )
     async def history(
         device_id: DeviceIdPath,

@@ -58,11 +58,25 @@ def replay_key(room: str) -> str:
     return REPLAY_PREFIX + room
 
 
+def channel_for(db: int) -> str:
+    """The Socket.IO channel of a Redis database. Redis pub/sub channels are server-wide, not
+    per database: deployments (or test runs, benchmarks) sharing a Redis server in different
+    databases would deliver each other's live events. Database 0 keeps python-socketio's
+    default name."""
+    return CHANNEL if not db else f"{CHANNEL}:db{db}"
+
+
+def db_of(client: redis.Redis | aioredis.Redis) -> int:
+    return int(client.connection_pool.connection_kwargs.get("db") or 0)
+
+
 class Encoder:
     """Messages exactly as ``socketio.AsyncRedisManager.emit`` writes them, split where the
-    event id goes."""
+    event id goes. The channel, unless given, is that of the publisher's Redis database."""
 
-    def __init__(self, channel: str = CHANNEL, replay_size: int = 100, replay_ttl_s: int = 3600):
+    def __init__(
+        self, channel: str | None = None, replay_size: int = 100, replay_ttl_s: int = 3600
+    ):
         self.channel = channel
         self.replay_size = replay_size
         self.replay_ttl_s = replay_ttl_s
@@ -94,7 +108,7 @@ class Encoder:
             replay_key(room),
             head,
             tail,
-            self.channel,
+            CHANNEL if self.channel is None else self.channel,
             self.replay_size,
             self.replay_ttl_s,
         )
@@ -106,6 +120,8 @@ class LivePublisher:
     def __init__(self, client: redis.Redis, encoder: Encoder | None = None) -> None:
         self.client = client
         self.encoder = encoder or Encoder()
+        if self.encoder.channel is None:
+            self.encoder.channel = channel_for(db_of(client))
         self._loaded = False
 
     def emit_many(self, events: Iterable[tuple[str, dict[str, Any], str]]) -> list[int]:
@@ -135,6 +151,8 @@ class AsyncLivePublisher:
     def __init__(self, client: aioredis.Redis, encoder: Encoder | None = None) -> None:
         self.client = client
         self.encoder = encoder or Encoder()
+        if self.encoder.channel is None:
+            self.encoder.channel = channel_for(db_of(client))
         self._loaded = False
 
     async def emit(self, event: str, data: dict[str, Any], room: str) -> int:

@@ -10,9 +10,10 @@ from here.
 
 Replay: a client connects with ``auth = {"token": ..., "lastEventId": ...}`` (or passes
 ``lastEventId`` with a subscribe); each room it joins then sends it that room's buffered
-events after that id, before live ones. Ids grow system-wide, so a client keeps one number:
-the highest ``eventId`` it has seen; it ignores an event whose id it has seen (an event can
-arrive live and in a replay when it is published during the subscribe).
+events after that id, then the live ones, each once and in order (the room's live events are
+held back from that client while its replay goes out). Ids grow system-wide, so a client keeps
+one number: the highest ``eventId`` it has seen. Across rooms the order is per room: a client
+that rejoins two rooms gets the first's replay, then the second's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import socketio
 
 from iotmon import logging as log
 from iotmon.realtime import replay
-from iotmon.realtime.publish import CHANNEL, WATCHED_KEY
+from iotmon.realtime.publish import WATCHED_KEY, channel_for, db_of
 from iotmon.timefmt import iso_utc
 from iotmon.web.auth import AuthError, Principal
 
@@ -58,16 +59,61 @@ class _OrJson:
 class LiveManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """``AsyncRedisManager`` that drops an event at once when no client of this process is in
     its room: the stock manager encodes every event before it looks for recipients, which at
-    10,000 devices costs a core per web process for events nobody here will receive."""
+    10,000 devices costs a core per web process for events nobody here will receive.
+
+    It also holds a room's live events back from a client while that client is sent the
+    room's replay (``hold``, ``take``, ``release``), so it gets what it missed before what is
+    new."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (namespace, room) -> sid -> the room's messages held back from that client
+        self._held: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         room = message.get("room")
-        if room is not None and not self.rooms.get(message.get("namespace") or "/", {}).get(room):
-            return
+        if room is not None:
+            namespace = message.get("namespace") or "/"
+            members = self.rooms.get(namespace, {}).get(room)
+            if not members:
+                return
+            held = self._held.get((namespace, room)) if self._held else None
+            if held:
+                skip = [sid for sid in held if sid in members]
+                for sid in skip:
+                    held[sid].append(message)
+                if len(skip) == len(members):
+                    return
+                if skip:
+                    before = message.get("skip_sid")
+                    before = before if isinstance(before, list) else [before] if before else []
+                    message = {**message, "skip_sid": before + skip}
         await super()._handle_emit(message)
 
     def local_rooms(self, namespace: str = "/") -> list[str]:
         return [r for r, members in self.rooms.get(namespace, {}).items() if r and members]
+
+    def hold(self, sid: str, room: str, namespace: str = "/") -> None:
+        self._held.setdefault((namespace, room), {}).setdefault(sid, [])
+
+    def take(self, sid: str, room: str, namespace: str = "/") -> list[dict[str, Any]]:
+        """The messages held for ``sid`` so far (it stays held)."""
+        held = self._held.get((namespace, room))
+        if not held or not held.get(sid):
+            return []
+        taken, held[sid] = held[sid], []
+        return taken
+
+    def release(self, sid: str, room: str, namespace: str = "/") -> None:
+        held = self._held.get((namespace, room))
+        if held is not None:
+            held.pop(sid, None)
+            if not held:
+                del self._held[(namespace, room)]
+
+    async def deliver(self, message: dict[str, Any], sid: str) -> None:
+        """A held message, to that one client."""
+        await super()._handle_emit({**message, "room": sid, "skip_sid": None})
 
 
 def _error(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -83,9 +129,12 @@ class LiveService:
         device_exists: DeviceExists,
         cors_origins: list[str] | str = "*",
         watch_grace_s: float = 300.0,
-        channel: str = CHANNEL,
+        channel: str | None = None,
     ) -> None:
         self.redis = aioredis.Redis.from_url(redis_url)
+        # The channel of this Redis database (the one the roles publish on): Redis pub/sub is
+        # server-wide, and a deployment in another database must not reach these clients.
+        channel = channel_for(db_of(self.redis)) if channel is None else channel
         self.manager = LiveManager(redis_url, channel=channel, json=_OrJson)
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
@@ -146,8 +195,10 @@ class LiveService:
         try:
             principal = self.authenticate(token)
         except AuthError as exc:
+            # Two arguments: the client's connect_error gets {"message", "data"} (one would
+            # be sent as {"message": str(the dict)}, a Python repr).
             raise socketio.exceptions.ConnectionRefusedError(
-                _error("unauthorized", str(exc))
+                str(exc), _error("unauthorized", str(exc))
             ) from None
         session = {
             "user": principal.username,
@@ -217,17 +268,39 @@ class LiveService:
         return {"ok": False, "error": error}
 
     async def _join(self, sid: str, room: str, data: Any) -> dict[str, Any]:
-        await self.sio.enter_room(sid, room)
         session = await self.sio.get_session(sid)
         after = replay.parse_event_id(data.get("lastEventId")) if isinstance(data, dict) else None
         if after is None:
             after = session.get("lastEventId")
-        replayed = 0
-        if after is not None:
+        if after is None:
+            await self.sio.enter_room(sid, room)
+            return {"ok": True, "room": room, "replayed": 0}
+        # What it missed, then what is new, each once: the room's live events are held back
+        # from this client until its replay is out. Ids grow: a held event is new when its id
+        # is above the last one sent (below, it was in the replay too).
+        replayed, last = 0, after
+        self.manager.hold(sid, room)
+        try:
+            await self.sio.enter_room(sid, room)
             for event, payload in await replay.missed(self.redis, room, after):
-                await self.sio.emit(event, payload, to=sid)
+                await self.sio.emit(event, payload, to=sid, ignore_queue=True)  # sid is here
                 replayed += 1
+                last = max(last, _event_id(payload) or last)
+            while held := self.manager.take(sid, room):
+                for message in held:
+                    payload = (message.get("data") or [None])[0]
+                    event_id = _event_id(payload)
+                    if event_id is not None and event_id <= last:
+                        continue
+                    await self.manager.deliver(message, sid)
+                    last = max(last, event_id or last)
+        finally:
+            self.manager.release(sid, room)  # no await since the last empty take
         return {"ok": True, "room": room, "replayed": replayed}
+
+
+def _event_id(payload: Any) -> int | None:
+    return replay.parse_event_id(payload.get("eventId")) if isinstance(payload, dict) else None
 
 
 def _bearer(environ: dict[str, Any]) -> str | None:

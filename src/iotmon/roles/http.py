@@ -50,7 +50,7 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
         )
         return Response(orjson.dumps(body), status_code=code, media_type="application/json")
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)  # Prometheus text, not part of the API
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

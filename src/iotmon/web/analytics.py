@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, Envelope, ok
+from iotmon.web.app import Api, Envelope, errors, ok
 
 CACHE_TTL_S = 5
 DeviceIdPath = Annotated[
@@ -54,7 +54,7 @@ class SummaryEnvelope(Envelope):
 
 async def cached(api: Api, request: Request, compute: Any) -> Response:
     """``compute()`` once per ``CACHE_TTL_S`` for this path and query, across processes."""
-    key = f"cache:{request.url.path}?{request.url.query}"
+    key = f"cache:{api.namespace}:{request.url.path}?{request.url.query}"
     try:
         hit = await api.redis.get(key)
     except aioredis.RedisError:
@@ -69,14 +69,14 @@ async def cached(api: Api, request: Request, compute: Any) -> Response:
 
 
 def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/analytics", tags=["analytics"])
+    r = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=errors())
     viewer = Depends(api.require("viewer"))
 
     @r.get(
         "/trends/{device_id}",
         response_model=TrendEnvelope,
         dependencies=[viewer],
-        responses={404: {"description": "no such device"}},
+        responses=errors({404: "no such device"}),
     )
     async def trends(
         request: Request,

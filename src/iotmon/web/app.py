@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -92,6 +93,22 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+COMMON_ERRORS = {
+    401: "no token, or an invalid or expired one",
+    403: "the user's role does not allow this",
+    422: "invalid parameters or body (the message names each field)",
+    429: "more requests than the rate limit allows; see Retry-After",
+}
+
+
+def errors(described: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for error codes, each with the error envelope as its schema."""
+    return {
+        code: {"model": ErrorEnvelope, "description": text}
+        for code, text in (COMMON_ERRORS | (described or {})).items()
+    }
+
+
 class Credentials(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
@@ -136,6 +153,9 @@ class Api:
         self.tokens = tokens
         self.redis = aioredis.Redis.from_url(services.redis_url)
         self.log = log.get("iotmon.web")
+        # Caches are per deployment, and a deployment is its database: two sharing a Redis
+        # (or two test runs) never read each other's cached answers.
+        self.namespace = hashlib.sha256((services.database_url or "").encode()).hexdigest()[:12]
         self.window = RequestWindow()
         self.notifier: Any = None
         self.publisher: Any = None
@@ -338,12 +358,12 @@ class Api:
         return None
 
     def routers(self) -> list[APIRouter]:
-        router = APIRouter(prefix="/api", tags=["auth"])
+        router = APIRouter(prefix="/api", tags=["auth"], responses=errors())
 
         @router.post(
             "/auth/token",
             response_model=TokenEnvelope,
-            responses={401: {"description": "wrong user name or password"}},
+            responses=errors({401: "wrong user name or password"}),
         )
         async def token(body: Credentials) -> Response:
             """Log in with ``{"username", "password"}``; the token goes in
@@ -366,7 +386,9 @@ class Api:
 
         admin = Depends(self.require("admin"))
 
-        @router.get("/health", tags=["system"], responses={503: {"description": "unhealthy"}})
+        @router.get(
+            "/health", tags=["system"], responses={503: {"description": "unhealthy, same body"}}
+        )
         async def api_health() -> Response:
             """DESIGN.md 6: PostgreSQL and Redis checked with their response times; 503 when
             one is down."""

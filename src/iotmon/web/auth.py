@@ -137,6 +137,8 @@ def ensure_admin(conn: psycopg.Connection[Any]) -> str | None:
 
 def signing_key(conn: psycopg.Connection[Any], configured: str | None) -> str:
     if configured:
+        if len(configured) < 32:
+            raise UserError("IOTMON_JWT_SECRET needs at least 32 characters (HS256 key)")
         return configured
     conn.execute(
         "INSERT INTO app_secrets (name, value) VALUES ('jwt', %s) ON CONFLICT DO NOTHING",

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from iotmon import __version__
 from iotmon.alerts.models import SEVERITIES
 from iotmon.stats import publish
-from iotmon.web.app import Api, Envelope, ok
+from iotmon.web.app import Api, Envelope, errors, ok
 
 REQUESTS = Counter("iotmon_http_requests_total", "API requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -66,7 +66,7 @@ class SystemEnvelope(Envelope):
 
 
 def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/metrics", tags=["metrics"])
+    r = APIRouter(prefix="/api/metrics", tags=["metrics"], responses=errors())
     viewer = Depends(api.require("viewer"))
 
     @r.get("/dashboard", response_model=DashboardEnvelope, dependencies=[viewer])
