@@ -129,6 +129,9 @@ def _banner(settings: Settings, services: Any, names: list[str], port: int) -> N
     console.print(f"[bold green]iotmon[/] running: {', '.join(names)}")
     console.print(f"  health      {url}/health")
     console.print(f"  metrics     {url}/metrics")
+    if "web" in names:
+        console.print(f"  api         {url}/api  (docs {url}/api/docs)")
+        console.print(f"  socket.io   {url}/socket.io")
     if "simulator" in names:
         console.print(
             f"  scenarios   POST {url}/simulator/scenarios "
