@@ -152,6 +152,11 @@ class LiveService:
 
     # --- lifecycle ---
     async def start(self) -> None:
+        # Listen to Redis now, not at the first client's connect (python-socketio's default):
+        # otherwise a new process's first client could miss events published meanwhile.
+        if not self.sio.manager_initialized:
+            self.sio.manager_initialized = True
+            self.manager.initialize()
         self._watch_task = asyncio.create_task(self._keep_watching())
 
     async def close(self) -> None:
