@@ -1,0 +1,4 @@
+import { setupServer } from "msw/node";
+
+/** Tests add their handlers with `server.use(http.get("/api/...", ...))`. */
+export const server = setupServer();
