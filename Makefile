@@ -4,11 +4,21 @@ UV := $(shell scripts/bootstrap.sh)
 RUN := $(UV) run --frozen
 INFRA_ENV = set -a && source <(scripts/infra.sh env) && set +a
 
-.PHONY: run test setup lint unit integration infra-up infra-down infra-status bench-ingest clean
+.PHONY: run test setup lint dashboard dashboard-check unit integration infra-up infra-down infra-status bench-ingest bench-api bench-ws clean
 
-## run: set up, then start every role in one process on embedded services (http://127.0.0.1:8000)
+## run: set up, build the dashboard, then start every role in one process on embedded services
+## (dashboard and API at http://127.0.0.1:8000). Without Node.js the API still runs.
 run: setup
+	scripts/dashboard.sh build || echo "make run: continuing without the dashboard (API at /api)"
 	$(RUN) iotmon up
+
+## dashboard: install the dashboard's locked dependencies and build it (dashboard/dist)
+dashboard:
+	scripts/dashboard.sh build
+
+## dashboard-check: TypeScript, ESLint, Vitest
+dashboard-check:
+	scripts/dashboard.sh check
 
 ## setup: install the locked dependencies
 setup:
@@ -20,8 +30,9 @@ lint: setup
 	$(RUN) ruff format --check src tests bench
 	$(RUN) mypy src
 
-## test: set up, start the real services, run every check and test
-test: lint infra-up
+## test: set up, start the real services, run every check and test (end-to-end in Chromium too)
+test: lint dashboard-check dashboard infra-up
+	scripts/dashboard.sh browser
 	$(INFRA_ENV) && $(RUN) iotmon topics create && $(RUN) pytest -ra
 
 unit: setup
@@ -39,6 +50,14 @@ infra-status:
 ## bench-ingest: the ingestion benchmark on the real services (N=1,000,000)
 bench-ingest: setup infra-up
 	$(INFRA_ENV) && $(RUN) iotmon bench ingest --readings $${READINGS:-1000000}
+
+## bench-api: wrk against the web role's read endpoints (100 connections)
+bench-api: setup infra-up
+	$(INFRA_ENV) && $(RUN) iotmon bench api --connections $${CONNECTIONS:-100}
+
+## bench-ws: 1,000 Socket.IO clients on the five devices, events from the real pipeline
+bench-ws: setup infra-up
+	$(INFRA_ENV) && $(RUN) iotmon bench ws --clients $${CLIENTS:-1000}
 
 clean:
 	rm -rf var/tools .venv

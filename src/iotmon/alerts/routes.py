@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iotmon.alerts import lifecycle
 from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, AlertNotFound
+from iotmon.readings.models import DEVICE_ID
 from iotmon.readings.queries import csv_field
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, Envelope, errors, ok
+from iotmon.web.app import Api, ApiError, DeviceIdQuery, Envelope, errors, ok
 from iotmon.web.auth import Principal
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -29,7 +30,6 @@ StatusFilter = Literal[
     "open", "active", "all", "triggered", "acknowledged", "escalated", "resolved"
 ]
 AlertIdPath = Annotated[int, Path(ge=1, le=2**62)]
-DeviceQuery = Annotated[str | None, Query(alias="deviceId", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 CSV_MAX_ROWS = 1_000_000
 
 
@@ -108,7 +108,7 @@ class SilenceIn(BaseModel):
     recorded, not notified. Give ``endsAt`` or ``durationS``."""
 
     model_config = ConfigDict(extra="forbid")
-    deviceId: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    deviceId: str | None = Field(default=None, pattern=DEVICE_ID.pattern)
     type: AlertType | None = None
     startsAt: datetime | None = None
     endsAt: datetime | None = None
@@ -223,7 +223,7 @@ def router(api: Api) -> APIRouter:
     async def list_alerts(
         status: StatusFilter = "open",
         severity: Severity | None = None,
-        device_id: DeviceQuery = None,
+        device_id: DeviceIdQuery = None,
         type: AlertType | None = None,
         from_: Annotated[datetime | None, Query(alias="from")] = None,
         to: datetime | None = None,
@@ -249,7 +249,7 @@ def router(api: Api) -> APIRouter:
     @r.get("/alerts/history", response_model=AlertListEnvelope, dependencies=[viewer])
     async def alert_history(
         severity: Severity | None = None,
-        device_id: DeviceQuery = None,
+        device_id: DeviceIdQuery = None,
         type: AlertType | None = None,
         from_: Annotated[datetime | None, Query(alias="from")] = None,
         to: datetime | None = None,
@@ -278,7 +278,7 @@ def router(api: Api) -> APIRouter:
         responses={200: {"content": {"text/csv": {}}, "description": "alerts as CSV"}},
     )
     async def alert_history_csv(
-        device_id: DeviceQuery = None,
+        device_id: DeviceIdQuery = None,
         from_: Annotated[datetime | None, Query(alias="from")] = None,
         to: datetime | None = None,
     ) -> StreamingResponse:

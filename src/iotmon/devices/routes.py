@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from iotmon.devices import service
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, Envelope, errors, ok
+from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
 from iotmon.web.auth import Principal
 
-DeviceIdPath = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="e.g. device-001")
-]
 DeviceStatus = Literal["active", "inactive", "maintenance", "unregistered"]
 
 

@@ -6,17 +6,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from iotmon.readings import queries
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, Envelope, errors, ok
+from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
 
-DeviceIdPath = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="e.g. device-001")
-]
 MAX_RANGE = timedelta(days=400)
 CSV_MAX_ROWS = 5_000_000
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +29,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from iotmon import logging as log
+from iotmon.readings.models import DEVICE_ID
 from iotmon.realtime import replay
 from iotmon.realtime.publish import WATCHED_KEY, channel_for, db_of
 from iotmon.timefmt import iso_utc
@@ -37,7 +37,6 @@ from iotmon.web.auth import AuthError, Principal
 
 logger = log.get(__name__)
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 WATCH_REFRESH_S = 30.0
 
 Authenticate = Callable[[str | None], Principal]  # raises AuthError

@@ -10,17 +10,14 @@ from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, Envelope, errors, ok
+from iotmon.web.app import Api, DeviceIdPath, Envelope, errors, ok
 
 CACHE_TTL_S = 5
-DeviceIdPath = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="e.g. device-001")
-]
 
 
 class HourPoint(BaseModel):

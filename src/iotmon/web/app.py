@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import orjson
 import psycopg
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
@@ -23,10 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iotmon import __version__
 from iotmon import logging as log
+from iotmon.readings.models import DEVICE_ID
 from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
 from iotmon.web import auth
 from iotmon.web.health import RequestWindow, health
+
+DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID.pattern, description="e.g. device-001")]
+DeviceIdQuery = Annotated[str | None, Query(alias="deviceId", pattern=DEVICE_ID.pattern)]
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
