@@ -8,7 +8,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -147,7 +147,9 @@ async def test_tokens_and_roles(api: Api) -> None:
     r = await api.http.get("/api/devices", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401
     assert "expired" in r.json()["error"]["message"]
-    forged = auth.Tokens("another-key-of-at-least-32-characters").issue(auth.Principal("viewer", "admin"))[0]
+    forged = auth.Tokens("another-key-of-at-least-32-characters").issue(
+        auth.Principal("viewer", "admin")
+    )[0]
     r = await api.http.get("/api/devices", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401
 
@@ -647,21 +649,53 @@ async def test_health_status_users_docs_and_headers(api: Api) -> None:
     assert "iotmon_http_request_seconds_bucket" in metrics
 
 
-async def test_rate_limit_is_shared_and_answers_429(api: Api, settings: Settings) -> None:
-    limited = replace(api)  # same app and tokens, new client address, limit 5 a minute
-    api.role.api.settings = settings.model_copy(update={"rate_limit_per_minute": 5})
-    transport = httpx.ASGITransport(
-        app=api.http._transport.app,  # type: ignore[attr-defined]
-        client=(f"10.9.{random.randint(0, 255)}.{random.randint(1, 254)}", 1),
+async def test_rate_limit_is_shared_by_web_processes_and_answers_429(
+    api: Api, settings: Settings, database_url: str
+) -> None:
+    """Two web roles (two apps, as two processes would be) on one Redis, limit 5 a minute:
+    a client's sixth request is refused whichever process gets it."""
+    limit = settings.model_copy(update={"rate_limit_per_minute": 5})
+    api.role.api.settings = limit
+    assert settings.redis_url is not None
+    services = Services(
+        settings=limit,
+        bus=None,  # type: ignore[arg-type]
+        database_url=database_url,
+        redis_url=settings.redis_url.get_secret_value(),
     )
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        limited.http = http
-        codes = [(await limited.get("/api/devices")).status_code for _ in range(6)]
-        assert codes == [200] * 5 + [429]
-        r = await limited.get("/api/devices")
-        assert r.status_code == 429
-        assert 1 <= int(r.headers["retry-after"]) <= 61
-        assert r.json()["error"]["code"] == "rate_limited"
-        assert (await http.get("/api/health")).status_code == 200  # never limited
-    # Another client address is not affected.
-    assert (await api.get("/api/devices")).status_code == 200
+    other = WebRole(services)
+    other.api.settings = limit
+    other_app = make_app(services, [other], {"database", "redis"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(other.run(stop))
+    try:
+        for _attempt in range(3):  # a fixed one-minute window: retry if a minute turns mid-test
+            window = int(time.time() // 60)
+            ip = f"10.9.{random.randint(0, 255)}.{random.randint(1, 254)}"
+            apps = [api.http._transport.app, other_app]  # type: ignore[attr-defined]
+            clients = [
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app, client=(ip, 1)), base_url="http://t"
+                )
+                for app in apps
+            ]
+            codes, last = [], None
+            for i in range(7):
+                last = await clients[i % 2].get("/api/devices", headers=api.h())
+                codes.append(last.status_code)
+            health = await clients[1].get("/api/health")
+            for c in clients:
+                await c.aclose()
+            if int(time.time() // 60) == window:
+                break
+        assert codes == [200] * 5 + [429, 429]
+        assert last is not None
+        assert 1 <= int(last.headers["retry-after"]) <= 61
+        assert last.json()["error"]["code"] == "rate_limited"
+        assert "retry in" in last.json()["error"]["message"]
+        assert health.status_code == 200  # never limited
+        # Another client address is not affected.
+        assert (await api.get("/api/devices")).status_code == 200
+    finally:
+        stop.set()
+        await task
