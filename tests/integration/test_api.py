@@ -351,7 +351,12 @@ async def test_device_config_is_validated_and_applied(api: Api) -> None:
         r = await api.put(f"/api/devices/{device}/config", json=body)
         assert r.status_code == 422, body
         assert words in r.json()["error"]["message"], r.json()
-    for body in ({"colour": "red"}, {"intervalMs": 0}, {"status": "sleeping"}):
+    for body in (
+        {"colour": "red"},
+        {"intervalMs": 0},
+        {"status": "sleeping"},
+        {"location": "line\u0000seven"},  # PostgreSQL holds no NUL: the request's fault
+    ):
         r = await api.put(f"/api/devices/{device}/config", json=body)
         assert r.status_code == 422, body
         assert r.json()["error"]["code"] == "validation_error"

@@ -43,6 +43,7 @@ class DeviceSummary(BaseModel):
     location: str
     unit: str | None
     status: str
+    intervalMs: int
     connectivity: Literal["online", "offline", "unknown"]
     lastReading: LastReading | None
     alertStatus: str
@@ -148,7 +149,14 @@ def router(api: Api) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
-        """Devices with their current reading, alert status and 24 h statistics."""
+        """Devices with their current reading, alert status and 24 h statistics (the same
+        answer for a second to every caller)."""
+        key = f"devices:{status}:{type}:{location}:{limit}:{offset}"
+        return await api.cached(key, lambda: list_page(status, type, location, limit, offset))
+
+    async def list_page(
+        status: str | None, type: str | None, location: str | None, limit: int, offset: int
+    ) -> Response:
         async with api.pool.connection() as conn:
             rows, total = await service.list_rows(
                 conn,

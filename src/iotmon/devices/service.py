@@ -168,6 +168,7 @@ def summary(
         "location": row["location"],
         "unit": row["unit"],
         "status": row["status"],
+        "intervalMs": row["interval_ms"],
         "connectivity": connectivity(row, state.get("lastSeen")),
         "lastReading": {
             "value": current["value"],

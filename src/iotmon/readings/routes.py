@@ -79,6 +79,12 @@ def router(api: Api) -> APIRouter:
         """Readings in [from, to): raw when there are at most ``limit``, else ``limit`` time
         buckets with avg (``value``), ``min``, ``max`` and ``count``."""
         start, end = time_range(from_, to, timedelta(hours=24))
+        if from_ is None or to is None:  # "until now": a new range every call, nothing to share
+            return await history_page(device_id, start, end, limit)
+        key = f"history:{device_id}:{start.isoformat()}:{end.isoformat()}:{limit}"
+        return await api.cached(key, lambda: history_page(device_id, start, end, limit))
+
+    async def history_page(device_id: str, start: datetime, end: datetime, limit: int) -> Response:
         async with api.pool.connection() as conn:
             row = await api.device_row(conn, device_id)
             result = await queries.history(conn, device_id, start, end, limit)

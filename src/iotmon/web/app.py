@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -59,6 +60,18 @@ class ApiError(Exception):
         self.headers = headers
 
 
+HOT_CACHE_S = 1.0
+
+
+def _copy(response: Response) -> Response:
+    return Response(
+        response.body,
+        status_code=response.status_code,
+        media_type=response.media_type,
+        headers={"X-Cache": "hit"},
+    )
+
+
 def ok(data: Any, meta: dict[str, Any] | None = None, status: int = 200) -> Response:
     body: dict[str, Any] = {"success": True, "data": data}
     body["meta"] = {"timestamp": iso_utc(), **(meta or {})}
@@ -70,8 +83,12 @@ def error_response(exc: ApiError) -> Response:
         "success": False,
         "error": {"code": exc.code, "message": exc.message, "details": exc.details},
     }
+    try:
+        content = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate echoed from the request
+        content = json.dumps(body, ensure_ascii=True, default=str).encode()
     return Response(
-        orjson.dumps(body),
+        content,
         status_code=exc.status,
         media_type="application/json",
         headers=exc.headers or None,
@@ -161,6 +178,8 @@ class Api:
         # (or two test runs) never read each other's cached answers.
         self.namespace = hashlib.sha256((services.database_url or "").encode()).hexdigest()[:12]
         self.window = RequestWindow()
+        self._hot: dict[str, tuple[float, Response]] = {}
+        self._inflight: dict[str, asyncio.Future[Response]] = {}
         self.notifier: Any = None
         self.publisher: Any = None
 
@@ -196,6 +215,31 @@ class Api:
                 config=rule_config(self.settings),
                 emit=emit,
             )
+
+    # --- a one-second answer cache for the hottest reads ---
+    async def cached(self, key: str, compute: Callable[[], Awaitable[Response]]) -> Response:
+        """The same answer for ``HOT_CACHE_S`` to every caller asking ``key`` in this process,
+        computed once even when many ask at the same moment (one database round for a wall
+        of dashboards). Live values reach clients through Socket.IO; these answers are the
+        starting point, a second old at most. Only 200 answers are kept."""
+        now = time.monotonic()
+        hit = self._hot.get(key)
+        if hit is not None and now - hit[0] < HOT_CACHE_S:
+            return _copy(hit[1])
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(compute())
+            self._inflight[key] = pending
+            try:
+                response = await pending
+            finally:
+                self._inflight.pop(key, None)
+            if response.status_code == 200:
+                if len(self._hot) > 1000:
+                    self._hot.clear()
+                self._hot[key] = (time.monotonic(), response)
+            return response
+        return _copy(await asyncio.shield(pending))
 
     # --- shared lookups ---
     async def device_row(
@@ -297,6 +341,19 @@ class Api:
             return error_response(
                 ApiError(422, "validation_error", f"invalid request: {summary}", problems)
             )
+
+        @app.exception_handler(UnicodeEncodeError)
+        async def not_unicode(request: Request, exc: UnicodeEncodeError) -> Response:
+            # JSON allows "\udaf4" (half a character); text stored or sent on must not.
+            return error_response(
+                ApiError(422, "validation_error", "text must be valid Unicode (no lone surrogates)")
+            )
+
+        @app.exception_handler(psycopg.DataError)
+        async def bad_data(request: Request, exc: psycopg.DataError) -> Response:
+            # What PostgreSQL cannot hold (a NUL character, a number out of its range) is the
+            # request's fault, not the server's.
+            return error_response(ApiError(422, "validation_error", f"invalid value: {exc}"))
 
         @app.exception_handler(StarletteHTTPException)
         async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -73,6 +73,9 @@ def router(api: Api) -> APIRouter:
     async def dashboard() -> Response:
         """Key figures: devices, active devices, open alerts by severity, readings in the last
         hour (from processing's ``system:metrics``, written every second)."""
+        return await api.cached("metrics:dashboard", figures)
+
+    async def figures() -> Response:
         system: dict[str, Any] = {}
         try:
             raw = await api.redis.get(publish.SYSTEM_METRICS_KEY)
