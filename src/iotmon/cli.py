@@ -549,6 +549,31 @@ def bench_ws(
         raise _fail(str(exc)) from exc
 
 
+@bench_app.command("dashboard")
+def bench_dashboard(
+    seconds: Annotated[float, typer.Option(help="measuring time per run")] = 10,
+    devices: Annotated[int, typer.Option(help="devices of the large run")] = 500,
+    chromium: Annotated[str, typer.Option(help="Chromium executable")] = "/usr/bin/chromium",
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/dashboard.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
+) -> None:
+    """The dashboard's production bundle (raw and gzip, per chunk), and frames per second on
+    the Overview in headless Chromium with the five devices and with N."""
+    settings = _real_services("IOTMON_DATABASE_URL", "IOTMON_REDIS_URL")
+    try:
+        _bench_module("dashboard").run_bench(
+            settings,
+            seconds=seconds,
+            large=devices,
+            chromium=chromium,
+            output=output,
+            markdown=markdown,
+            console=console,
+        )
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _bench_module(name: str) -> Any:
     """Benchmarks live in the repository's bench/ folder, beside their results."""
     import importlib.util

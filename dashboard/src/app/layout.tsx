@@ -6,11 +6,13 @@ import { ConnectionBadge } from "@/app/connection-badge";
 import type { RootState } from "@/app/store";
 import { ErrorBoundary } from "@/components/error-boundary";
 import { ThemeToggle } from "@/components/theme";
+import { useAlertToasts } from "@/features/alerts/hooks/use-alert-toasts";
 import { loggedOut } from "@/lib/session";
 
 export function Layout() {
   const session = useSelector((s: RootState) => s.session.session);
   const dispatch = useDispatch();
+  useAlertToasts();
   return (
     <div className="shell">
       <header className="topbar">

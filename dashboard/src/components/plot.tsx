@@ -1,4 +1,4 @@
-// Plotly (the minimal "basic" bundle: scatter, bar, pie; heatmaps come with it too) drawn
+// Plotly (the minimal "basic" bundle: scatter, bar and pie only; heatmaps are drawn as tables) drawn
 // with Plotly.react: the chart updates in place, it is never torn down for new data.
 import Plotly from "plotly.js-basic-dist-min";
 import { useEffect, useRef } from "react";
@@ -34,10 +34,11 @@ export function Plot({ data, layout, height = 260, name, onRelayout }: Props) {
         paper_bgcolor: "rgba(0,0,0,0)",
         plot_bgcolor: "rgba(0,0,0,0)",
         font: { color: fg, size: 12 },
-        xaxis: { gridcolor: grid, ...(layout?.xaxis ?? {}) },
-        yaxis: { gridcolor: grid, ...(layout?.yaxis ?? {}) },
         showlegend: false,
         ...layout,
+        // After the spread: a layout with its own axes keeps the theme's grid colour.
+        xaxis: { gridcolor: grid, ...(layout?.xaxis ?? {}) },
+        yaxis: { gridcolor: grid, ...(layout?.yaxis ?? {}) },
       },
       { responsive: true, displaylogo: false, toImageButtonOptions: { filename: name } },
     );

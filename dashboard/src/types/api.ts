@@ -44,6 +44,7 @@ export interface DeviceSummary {
   location: string;
   unit: string | null;
   status: string;
+  intervalMs: number;
   connectivity: Connectivity;
   lastReading: { value: number; timestamp: string; status: ReadingStatus } | null;
   alertStatus: Severity | "normal";
@@ -60,7 +61,7 @@ export interface WindowStats {
   std: number | null;
   median: number | null;
   trend: "increasing" | "decreasing" | "stable";
-  slope: number;
+  slopePerHour: number;
   windowStart?: string;
   windowEnd?: string;
 }

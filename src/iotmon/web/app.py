@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -296,6 +297,9 @@ class Api:
     # --- the app ---
     def install(self, app: FastAPI) -> None:
         settings = self.settings
+        # JSON answers, CSV exports and the dashboard's files compress 3-5x (the Overview's
+        # code: 501 KiB -> 160 KiB). Socket.IO is outside this app: not affected.
+        app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,

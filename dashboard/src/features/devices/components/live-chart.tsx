@@ -1,0 +1,65 @@
+import "@/features/devices/devices.css";
+
+import { useMemo } from "react";
+
+import { Plot, type PlotData, type PlotLayout } from "@/components/plot";
+import { useTheme } from "@/components/theme";
+import { useLiveState } from "@/features/devices/hooks/use-live-reading";
+import { sortedPoints } from "@/features/devices/utils/readings";
+import { thresholdShapes } from "@/features/devices/utils/thresholds";
+import { env } from "@/config/env";
+import type { LivePoint } from "@/lib/live/slice";
+import type { Thresholds } from "@/types/api";
+
+const NONE: LivePoint[] = [];
+
+interface Props {
+  deviceId: string;
+  unit: string | null;
+  thresholds: Thresholds;
+}
+
+/** The last env.livePoints live readings, redrawn in place (at most once a frame). */
+export function LiveChart({ deviceId, unit, thresholds }: Props) {
+  const live = useLiveState(deviceId);
+  const { dark } = useTheme();
+  const points = useMemo(() => sortedPoints(live?.points ?? NONE), [live?.points]);
+  const data = useMemo<PlotData>(
+    () => [
+      {
+        type: "scatter",
+        mode: points.length < 60 ? "lines+markers" : "lines",
+        x: points.map((p) => new Date(p.t)),
+        y: points.map((p) => p.v),
+        line: { color: dark ? "#60a5fa" : "#2563eb", width: 1.5 },
+        marker: { size: 4 },
+        hovertemplate: `%{y:.2f}${unit ? ` ${unit}` : ""}<br>%{x|%H:%M:%S}<extra></extra>`,
+      },
+    ],
+    [points, unit, dark],
+  );
+  const { normalMin, normalMax, alertMin, alertMax } = thresholds;
+  const layout = useMemo<PlotLayout>(
+    () => ({
+      ...thresholdShapes({ normalMin, normalMax, alertMin, alertMax }),
+      uirevision: deviceId, // a zoom stays while new points arrive
+      xaxis: { type: "date" },
+      yaxis: { title: { text: unit ?? "" }, zeroline: false },
+    }),
+    [deviceId, unit, normalMin, normalMax, alertMin, alertMax],
+  );
+  return (
+    <section className="panel chart-panel" aria-labelledby={`live-${deviceId}`}>
+      <div className="dv-head">
+        <h2 id={`live-${deviceId}`}>Live</h2>
+        <span className="muted small">
+          last {points.length} of {env.livePoints} points
+        </span>
+      </div>
+      <div className="live-chart" data-testid="live-chart" data-points={points.length}>
+        <Plot data={data} layout={layout} name={`${deviceId} live`} height={260} />
+        {points.length === 0 ? <p className="chart-empty muted">Waiting for live data…</p> : null}
+      </div>
+    </section>
+  );
+}
