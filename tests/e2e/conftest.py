@@ -230,8 +230,8 @@ def system(
     assert proc.returncode == 0, sys_.tail()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module")  # not session: Playwright's sync API holds an event loop
+def browser() -> Iterator[Browser]:  # while it runs, which the async tests after it need
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: `scripts/dashboard.sh browser` installs Chromium")
     with sync_playwright() as p:
