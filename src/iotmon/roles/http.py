@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iotmon import __version__
 from iotmon.roles import Role
 from iotmon.roles.runtime import Services
+from iotmon.web.asgi import Observe
 from iotmon.web.health import RequestWindow, health
 
 
@@ -29,14 +30,11 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
     )
     window = RequestWindow()
 
-    @app.middleware("http")
-    async def count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if request.url.path not in ("/health", "/metrics"):
-            window.record(response.status_code >= 500)
-        return response
+    def count(scope: Any, status: int, seconds: float) -> None:
+        if scope["path"] not in ("/health", "/metrics"):
+            window.record(status >= 500)
+
+    app.add_middleware(Observe, observers=[count])
 
     @app.get("/health")
     async def get_health() -> Response:

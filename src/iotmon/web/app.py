@@ -29,6 +29,7 @@ from iotmon.readings.models import DEVICE_ID
 from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
 from iotmon.web import auth
+from iotmon.web.asgi import Observe
 from iotmon.web.health import RequestWindow, health
 
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID.pattern, description="e.g. device-001")]
@@ -45,6 +46,7 @@ SECURITY_HEADERS = {
         "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"
     ),
 }
+_SECURITY_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 # Swagger UI loads its script and styles from a CDN: its page gets a looser policy.
 DOCS_PATHS = ("/api/docs", "/api/redoc")
 
@@ -308,24 +310,22 @@ class Api:
             expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
         )
 
-        @app.middleware("http")
-        async def frame(
-            request: Request, call_next: Callable[[Request], Awaitable[Response]]
-        ) -> Response:
-            limited = await self._rate_limit(request)
-            if limited is not None:
-                return limited
-            response = await call_next(request)
-            if request.url.path.startswith("/api/") and request.url.path != "/api/health":
-                self.window.record(response.status_code >= 500)
-            if not request.url.path.startswith(DOCS_PATHS):
-                for name, value in SECURITY_HEADERS.items():
-                    response.headers.setdefault(name, value)
-            return response
-
         from iotmon.web import metrics
 
-        metrics.instrument(app)
+        def window(scope: Any, status: int, seconds: float) -> None:
+            path = scope["path"]
+            if path.startswith("/api/") and path != "/api/health":
+                self.window.record(status >= 500)
+
+        def headers(scope: Any) -> list[tuple[bytes, bytes]]:
+            return [] if scope["path"].startswith(DOCS_PATHS) else _SECURITY_HEADERS
+
+        app.add_middleware(
+            Observe,
+            observers=[window, metrics.observe],
+            gate=self._rate_limit,
+            headers=headers,
+        )
         self._serve_dashboard(app)
 
         @app.exception_handler(ApiError)
@@ -391,14 +391,14 @@ class Api:
                 return FileResponse(candidate)
             return Response(index, media_type="text/html")
 
-    async def _rate_limit(self, request: Request) -> Response | None:
+    async def _rate_limit(self, scope: Any) -> Response | None:
         """A fixed one-minute window per client address, counted in Redis so every web
         process shares it. Health, metrics and Socket.IO are not limited."""
         limit = self.settings.rate_limit_per_minute
-        path = request.url.path
+        path = scope["path"]
         if not limit or not path.startswith("/api/") or path == "/api/health":
             return None
-        client = request.client.host if request.client else "unknown"
+        client = scope["client"][0] if scope.get("client") else "unknown"
         now = time.time()
         window = int(now // 60)
         key = f"ratelimit:{client}:{window}"

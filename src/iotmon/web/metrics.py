@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict
 
@@ -29,21 +28,14 @@ LATENCY = Histogram(
 )
 
 
-def instrument(app: FastAPI) -> None:
-    """Count and time every request by its route template (``/api/devices/{device_id}``), so
-    the label set stays bounded whatever clients ask for."""
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        LATENCY.labels(request.method, template).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        return response
+def observe(scope: Any, status: int, seconds: float) -> None:
+    """Count and time a request by its route template (``/api/devices/{device_id}``), so the
+    label set stays bounded whatever clients ask for."""
+    route = scope.get("route")
+    template = getattr(route, "path", None) or "unmatched"
+    method = scope.get("method", "")
+    LATENCY.labels(method, template).observe(seconds)
+    REQUESTS.labels(method, template, str(status)).inc()
 
 
 class Dashboard(BaseModel):
