@@ -7,19 +7,6 @@ import { useLiveClient } from "@/lib/live/context";
 import type { AlertEventName, LiveEvent } from "@/lib/live/slice";
 import type { Alert } from "@/types/api";
 
-// jsdom has no matchMedia; react-hot-toast asks it for prefers-reduced-motion.
-if (typeof window !== "undefined" && typeof window.matchMedia !== "function") {
-  window.matchMedia = ((query: string) => ({
-    matches: false,
-    media: query,
-    onchange: null,
-    addEventListener: () => undefined,
-    removeEventListener: () => undefined,
-    addListener: () => undefined,
-    removeListener: () => undefined,
-    dispatchEvent: () => false,
-  })) as typeof window.matchMedia;
-}
 
 export function makeAlert(over: Partial<Alert> = {}): Alert {
   const id = over.id ?? 1;

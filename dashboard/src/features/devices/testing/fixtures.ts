@@ -2,19 +2,6 @@
 import type { LiveEvent } from "@/lib/live/slice";
 import type { DeviceDetails, DeviceSummary, ReadingStatus, WindowStats } from "@/types/api";
 
-// jsdom has no matchMedia; react-hot-toast asks it for prefers-reduced-motion.
-if (typeof window !== "undefined" && typeof window.matchMedia !== "function") {
-  window.matchMedia = ((query: string) => ({
-    matches: false,
-    media: query,
-    onchange: null,
-    addEventListener: () => undefined,
-    removeEventListener: () => undefined,
-    addListener: () => undefined,
-    removeListener: () => undefined,
-    dispatchEvent: () => false,
-  })) as typeof window.matchMedia;
-}
 
 export function deviceSummary(over: Partial<DeviceSummary> = {}): DeviceSummary {
   return {
