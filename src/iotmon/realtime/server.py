@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import engineio  # type: ignore[import-untyped]
 import orjson
 import redis.asyncio as aioredis
 import socketio
@@ -87,7 +88,34 @@ class LiveManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                     before = message.get("skip_sid")
                     before = before if isinstance(before, list) else [before] if before else []
                     message = {**message, "skip_sid": before + skip}
+            if not message.get("callback") and not message.get("binary"):
+                await self._fan_out(message, namespace, room)
+                return
         await super()._handle_emit(message)
+
+    async def _fan_out(self, message: dict[str, Any], namespace: str, room: str) -> None:
+        """Deliver a room's event to this process's clients: encoded once, then put on each
+        client's send queue in one pass. The stock path starts a task per recipient (1,000
+        tasks per event for a room of 1,000), which is most of a fan-out's time."""
+        pkt = self.server.packet_class(
+            socketio.packet.EVENT, namespace=namespace, data=[message["event"], *message["data"]]
+        )
+        encoded = pkt.encode()
+        frames = [
+            engineio.packet.Packet(engineio.packet.MESSAGE, e)
+            for e in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        skip = message.get("skip_sid")
+        skipped = set(skip if isinstance(skip, list) else [skip] if skip else [])
+        for sid, eio_sid in list(self.get_participants(namespace, room)):
+            if sid in skipped:
+                continue
+            try:
+                sock = self.server.eio._get_socket(eio_sid)
+            except KeyError:  # gone meanwhile
+                continue
+            for frame in frames:
+                await sock.send(frame)
 
     def local_rooms(self, namespace: str = "/") -> list[str]:
         return [r for r, members in self.rooms.get(namespace, {}).items() if r and members]

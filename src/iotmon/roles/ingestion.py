@@ -16,9 +16,9 @@ from fastapi import APIRouter
 from iotmon import logging as log
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.ingest import IngestConfig, Ingestor, tune_gc
+from iotmon.readings.ingest import IngestConfig, Ingestor
 from iotmon.readings.models import Limits
-from iotmon.roles.runtime import Services, run_in_thread
+from iotmon.roles.runtime import Services, run_in_thread, tune_gc
 
 logger = log.get(__name__)
 

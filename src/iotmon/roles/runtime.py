@@ -4,6 +4,7 @@ no URL is configured; migrations and topics are applied on the way up."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -95,3 +96,14 @@ async def run_in_thread(target: Callable[[threading.Event], Any], stop: asyncio.
     finally:
         thread_stop.set()
         relay_task.cancel()
+
+
+def tune_gc() -> None:
+    """Collect the young generation every 100,000 allocations instead of 700, and move what
+    start-up made out of the collector's way. Process-wide. Ingestion makes ~10 objects per
+    reading, none cyclic: the default thresholds spent ~15% of its thread in the collector
+    (176k -> 212k readings/s). The web role with 1,000 Socket.IO clients ran full collections
+    of 200-250 ms every ~3.5 s: 1,000-client delivery p99 415 -> 131 ms, API 1,201 -> 1,630
+    req/s (bench ws / bench api)."""
+    gc.set_threshold(100_000, 50, 100)
+    gc.freeze()

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from iotmon import logging as log
 from iotmon.realtime.server import LiveService
-from iotmon.roles.runtime import Services
+from iotmon.roles.runtime import Services, tune_gc
 from iotmon.web import auth
 from iotmon.web.app import Api
 
@@ -59,6 +59,7 @@ class WebRole:
             watch_grace_s=s.live_watch_grace_s,
         )
         self.api = Api(services, self.pool, self.tokens)
+        tune_gc()
 
     async def device_exists(self, device_id: str) -> bool:
         """From a cached list of device ids, re-read when stale or on a miss (at most once a

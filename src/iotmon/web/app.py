@@ -283,8 +283,8 @@ class Api:
         except auth.AuthError as exc:
             raise ApiError(401, "unauthorized", str(exc), WWW_Authenticate="Bearer") from None
 
-    def require(self, role: str) -> Callable[[Request], auth.Principal]:
-        def check(request: Request) -> auth.Principal:
+    def require(self, role: str) -> Callable[[Request], Awaitable[auth.Principal]]:
+        async def check(request: Request) -> auth.Principal:  # async: no thread pool hop
             who = self.principal(request)
             if not who.can(role):
                 raise ApiError(
