@@ -14,41 +14,32 @@ Run: ``iotmon bench alerts`` with the services of ``scripts/infra.sh`` in the en
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import psycopg
-import redis
 import socketio
-from psycopg import conninfo
 from rich.console import Console
 
-from common import machine, write_section
-from iotmon.bus import topic_specs
-from iotmon.bus.kafka import KafkaBus
+from common import (
+    BENCH_PASSWORD,
+    BENCH_USER,
+    Sandbox,
+    free_port,
+    machine,
+    stop_all,
+    write_section,
+)
 from iotmon.config import Settings
-from iotmon.db import migrate, partitions
-from iotmon.web import auth
 
 START, END = "<!-- bench:alerts:start -->", "<!-- bench:alerts:end -->"
 ROLES = ("ingestion", "processing", "alerts", "web", "simulator")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -74,38 +65,13 @@ async def _measure(
     subscribe: int,
     console: Console,
 ) -> dict[str, Any]:
-    assert settings.database_url is not None
-    assert settings.redis_url is not None
-    admin = settings.database_url.get_secret_value()
-    tag = uuid.uuid4().hex[:8]
-    db, prefix = f"iotmon_bench_{tag}", f"bench-{tag}-"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    info = conninfo.conninfo_to_dict(admin)
-    info["dbname"] = db
-    url = conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate.migrate(conn)
-        partitions.ensure_ahead(conn, ahead_days=1)
-        auth.create_user(conn, "bench", "bench-password", "viewer")
-    assert settings.kafka_bootstrap is not None
-    bus = KafkaBus(settings.kafka_bootstrap)
-    bus.create_topics(topic_specs(prefix))
-    redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + "/11"
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")} | {
-        "IOTMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "IOTMON_DATABASE_URL": url,
-        "IOTMON_REDIS_URL": redis_url,
-        "IOTMON_TOPIC_PREFIX": prefix,
-        "IOTMON_INGESTION_GROUP": f"{prefix}ingestion",
-        "IOTMON_PROCESSING_GROUP": f"{prefix}processing",
-        "IOTMON_ALERTS_GROUP": f"{prefix}alerts",
+    # Redis database 11: bench api uses 12, ws 13, dashboard 14, the e2e tests 10.
+    box = Sandbox.open(settings, redis_db=11)
+    env = box.env | {
         "IOTMON_SIMULATOR_DEVICES": str(devices),
         "IOTMON_SIMULATOR_RATE": str(rate),
-        "IOTMON_LOG_LEVEL": "WARNING",
     }
-    ports = {role: _free_port() for role in ROLES}
+    ports = {role: free_port() for role in ROLES}
     procs = {
         role: subprocess.Popen(  # noqa: ASYNC220 (started once, before anything is measured)
             [sys.executable, "-m", "iotmon", "run", role],
@@ -139,7 +105,7 @@ async def _measure(
                 try:
                     login = await http.post(
                         f"{web}/api/auth/token",
-                        json={"username": "bench", "password": "bench-password"},
+                        json={"username": BENCH_USER, "password": BENCH_PASSWORD},
                     )
                     token = login.json()["data"]["accessToken"]
                     break
@@ -187,16 +153,8 @@ async def _measure(
         elapsed = time.monotonic() - started
     finally:
         await client.disconnect()
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        bus.delete_topics([s.name for s in topic_specs(prefix)])
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        stop_all(list(procs.values()))
+        box.close()
     return {
         "devices": devices,
         "rate": rate,

@@ -23,13 +23,10 @@ import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,17 +35,21 @@ import httpx
 import orjson
 import psycopg
 import redis
-from psycopg import conninfo
 from rich.console import Console
 
-from common import machine, write_section
-from iotmon.bus import topic_specs
-from iotmon.bus.kafka import KafkaBus
+from common import (
+    BENCH_PASSWORD,
+    BENCH_USER,
+    Sandbox,
+    free_port,
+    machine,
+    stop_all,
+    write_section,
+)
 from iotmon.config import Settings
-from iotmon.db import migrate, partitions
+from iotmon.db import partitions
 from iotmon.devices.models import SEEDED
 from iotmon.timefmt import iso_utc
-from iotmon.web import auth
 
 START, END = "<!-- bench:api:start -->", "<!-- bench:api:end -->"
 REDIS_DB = 12  # bench alerts uses 11, bench ws 13
@@ -137,12 +138,6 @@ def parse_wrk(output: str) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _proc_cpu_s(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -209,10 +204,7 @@ def _load(url: str, now: float, console: Console) -> dict[str, Any]:
     days = {r[1].date() for r in rows}
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        migrate.migrate(conn)
-        partitions.ensure(conn, days)
-        partitions.ensure_ahead(conn, ahead_days=1)
-        auth.create_user(conn, "bench", "bench-password", "viewer")
+        partitions.ensure(conn, days)  # the sandbox is migrated, with partitions ahead
         with conn.transaction(), conn.cursor() as cur:
             sql = (
                 'COPY sensor_readings (device_id, "timestamp", sensor_type, value, unit, '
@@ -231,25 +223,13 @@ def _load(url: str, now: float, console: Console) -> dict[str, Any]:
     return {"readings": len(rows), "history_device_readings": history}
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def _fill_redis(env: dict[str, str], redis_url: str, console: Console) -> None:
     """Run the processing role until it has rebuilt the loaded day and written every seeded
     device's live keys and system:metrics, then stop it."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "iotmon", "run", "processing"],
-        env=env | {"IOTMON_HTTP_PORT": str(_free_port())},
+        env=env | {"IOTMON_HTTP_PORT": str(free_port())},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -263,7 +243,7 @@ def _fill_redis(env: dict[str, str], redis_url: str, console: Console) -> None:
                 raise RuntimeError("the processing role did not write the live keys in 120 s")
             time.sleep(0.5)
     finally:
-        _stop([proc])
+        stop_all([proc])
         r.close()
     console.print(f"  Redis filled by the processing role in {time.monotonic() - started:.1f} s")
 
@@ -274,7 +254,7 @@ def _token(web: str) -> str:
         try:
             login = httpx.post(
                 f"{web}/api/auth/token",
-                json={"username": "bench", "password": "bench-password"},
+                json={"username": BENCH_USER, "password": BENCH_PASSWORD},
                 timeout=5,
             )
             return str(login.json()["data"]["accessToken"])
@@ -325,31 +305,8 @@ def _measure(
     endpoints: tuple[Endpoint, ...],
     console: Console,
 ) -> dict[str, Any]:
-    assert settings.database_url is not None
-    assert settings.redis_url is not None
-    assert settings.kafka_bootstrap is not None
-    admin = settings.database_url.get_secret_value()
-    tag = uuid.uuid4().hex[:8]
-    db, prefix = f"iotmon_bench_{tag}", f"bench-{tag}-"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    info = conninfo.conninfo_to_dict(admin)
-    info["dbname"] = db
-    url = conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-    bus = KafkaBus(settings.kafka_bootstrap)
-    bus.create_topics(topic_specs(prefix))
-    redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")} | {
-        "IOTMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "IOTMON_DATABASE_URL": url,
-        "IOTMON_REDIS_URL": redis_url,
-        "IOTMON_TOPIC_PREFIX": prefix,
-        "IOTMON_INGESTION_GROUP": f"{prefix}ingestion",
-        "IOTMON_PROCESSING_GROUP": f"{prefix}processing",
-        "IOTMON_ALERTS_GROUP": f"{prefix}alerts",
-        "IOTMON_LOG_LEVEL": "WARNING",
-    }
+    box = Sandbox.open(settings, redis_db=REDIS_DB)
+    url, redis_url, env = box.url, box.redis_url, box.env
     procs: list[subprocess.Popen[bytes]] = []
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115
     script.write(LUA)
@@ -358,7 +315,7 @@ def _measure(
         now = time.time()
         loaded = _load(url, now, console)
         _fill_redis(env, redis_url, console)
-        port = _free_port()
+        port = free_port()
         web_proc = subprocess.Popen(
             [sys.executable, "-m", "iotmon", "run", "web"],
             env=env | {"IOTMON_HTTP_PORT": str(port), "IOTMON_RATE_LIMIT_PER_MINUTE": "0"},
@@ -434,12 +391,9 @@ def _measure(
             results.append(result)
             console.print(_line(result))
     finally:
-        _stop(procs)
+        stop_all(procs)
         os.unlink(script.name)
-        bus.delete_topics([s.name for s in topic_specs(prefix)])
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        redis.Redis.from_url(redis_url).flushdb()
+        box.close()
     return {"loaded": loaded, "endpoints": results}
 
 

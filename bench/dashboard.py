@@ -24,34 +24,31 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import psycopg
-import redis
-from psycopg import conninfo
 from rich.console import Console
 
-from common import machine, write_section
-from iotmon.bus import topic_specs
-from iotmon.bus.kafka import KafkaBus
+from common import (
+    BENCH_PASSWORD,
+    BENCH_USER,
+    Sandbox,
+    free_port,
+    machine,
+    write_section,
+)
 from iotmon.config import Settings
-from iotmon.db import migrate, partitions
-from iotmon.web import auth
 
 START, END = "<!-- bench:dashboard:start -->", "<!-- bench:dashboard:end -->"
 REDIS_DB = 14  # bench alerts uses 11, api 12, ws 13; the e2e tests 10
 REPO = Path(__file__).resolve().parents[1]
-USER, PASSWORD = "bench", "bench-password"
 VIEWPORT = {"width": 1440, "height": 900}
 SLOW_FRAME_MS = 1000 / 30
 
@@ -130,12 +127,6 @@ def bundle_sizes(dist: Path) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
@@ -166,42 +157,16 @@ class _System:
     database of the real services."""
 
     def __init__(self, settings: Settings, devices: int, dist: Path, workdir: Path) -> None:
-        assert settings.database_url is not None
-        assert settings.redis_url is not None
-        assert settings.kafka_bootstrap is not None
         self.devices = devices
-        self.admin = settings.database_url.get_secret_value()
-        tag = uuid.uuid4().hex[:8]
-        self.db, self.prefix = f"iotmon_bench_{tag}", f"bench-{tag}-"
-        with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {self.db}")
-        info = conninfo.conninfo_to_dict(self.admin)
-        info["dbname"] = self.db
-        url = conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate.migrate(conn)
-            partitions.ensure_ahead(conn, ahead_days=1)
-            auth.create_user(conn, USER, PASSWORD, "viewer")
-        self.bus = KafkaBus(settings.kafka_bootstrap)
-        self.bus.create_topics(topic_specs(self.prefix))
-        redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + f"/{REDIS_DB}"
-        redis.Redis.from_url(redis_url).flushdb()
-        port = _free_port()
+        self.box = Sandbox.open(settings, redis_db=REDIS_DB)
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")} | {
-            "IOTMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "IOTMON_DATABASE_URL": url,
-            "IOTMON_REDIS_URL": redis_url,
-            "IOTMON_TOPIC_PREFIX": self.prefix,
-            "IOTMON_INGESTION_GROUP": f"{self.prefix}ingestion",
-            "IOTMON_PROCESSING_GROUP": f"{self.prefix}processing",
-            "IOTMON_ALERTS_GROUP": f"{self.prefix}alerts",
+        env = self.box.env | {
             "IOTMON_SIMULATOR_DEVICES": str(devices),
             "IOTMON_HTTP_PORT": str(port),
             "IOTMON_RATE_LIMIT_PER_MINUTE": "0",
             "IOTMON_DASHBOARD_DIR": str(dist),
             "IOTMON_DATA_DIR": str(workdir),
-            "IOTMON_LOG_LEVEL": "WARNING",
         }
         self.log = workdir / "up.log"
         with self.log.open("wb") as out:
@@ -222,7 +187,7 @@ class _System:
                     raise RuntimeError(f"iotmon up exited:\n{self.log.read_text()[-3000:]}")
                 try:
                     token = http.post(
-                        "/api/auth/token", json={"username": USER, "password": PASSWORD}
+                        "/api/auth/token", json={"username": BENCH_USER, "password": BENCH_PASSWORD}
                     ).json()["data"]["accessToken"]
                     live = 0
                     for offset in range(0, self.devices, 1000):
@@ -250,9 +215,7 @@ class _System:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.bus.delete_topics([s.name for s in topic_specs(self.prefix)])
-        with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+        self.box.close()
 
 
 def _metrics(cdp: Any) -> dict[str, float]:
@@ -302,8 +265,8 @@ def measure_overview(
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         page.goto("/login")
-        page.get_by_label("User name").fill(USER)
-        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_label("User name").fill(BENCH_USER)
+        page.get_by_label("Password").fill(BENCH_PASSWORD)
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("navigation", name="Main")).to_be_visible()
         cards = page.locator("article[aria-label^='device-']")

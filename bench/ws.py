@@ -24,13 +24,10 @@ import asyncio
 import contextlib
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from array import array
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,21 +35,23 @@ from typing import Any
 
 import httpx
 import orjson
-import psycopg
 import redis
 import socketio
-from psycopg import conninfo
 from rich.console import Console
 
-from common import machine, write_section
-from iotmon.bus import topic_specs
-from iotmon.bus.kafka import KafkaBus
+from common import (
+    BENCH_PASSWORD,
+    BENCH_USER,
+    Sandbox,
+    free_port,
+    machine,
+    stop_all,
+    write_section,
+)
 from iotmon.config import Settings
-from iotmon.db import migrate, partitions
 from iotmon.devices.models import SEEDED
 from iotmon.realtime.publish import LivePublisher, channel_for
 from iotmon.timefmt import iso_utc
-from iotmon.web import auth
 
 START, END = "<!-- bench:ws:start -->", "<!-- bench:ws:end -->"
 REDIS_DB = 13  # bench alerts uses 11, bench api 12
@@ -170,12 +169,6 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cpu_by_pid() -> dict[int, tuple[str, float]]:
     """(command name, utime + stime seconds) of every process."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -218,18 +211,6 @@ def _cpu_split(
             split[label] += cpu - before.get(pid, (comm, 0.0))[1]
     split["other work"] = max(0.0, busy - sum(split.values()))
     return {k: round(100 * v / seconds, 1) for k, v in split.items()}
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def _read(p: subprocess.Popen[bytes], what: str, timeout: float) -> dict[str, Any]:
@@ -307,40 +288,15 @@ def _measure(
     extra: float,
     console: Console,
 ) -> dict[str, Any]:
-    assert settings.database_url is not None
-    assert settings.redis_url is not None
-    assert settings.kafka_bootstrap is not None
-    admin = settings.database_url.get_secret_value()
-    tag = uuid.uuid4().hex[:8]
-    db, prefix = f"iotmon_bench_{tag}", f"bench-{tag}-"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    info = conninfo.conninfo_to_dict(admin)
-    info["dbname"] = db
-    url = conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate.migrate(conn)
-        partitions.ensure_ahead(conn, ahead_days=1)
-        auth.create_user(conn, "bench", "bench-password", "viewer")
-    bus = KafkaBus(settings.kafka_bootstrap)
-    bus.create_topics(topic_specs(prefix))
-    redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    redis.Redis.from_url(redis_url).flushdb()
+    box = Sandbox.open(settings, redis_db=REDIS_DB)
+    redis_url = box.redis_url
     # Every socket is a descriptor: 1,000 clients need more than the usual soft limit of 1,024.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")} | {
-        "IOTMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "IOTMON_DATABASE_URL": url,
-        "IOTMON_REDIS_URL": redis_url,
-        "IOTMON_TOPIC_PREFIX": prefix,
-        "IOTMON_INGESTION_GROUP": f"{prefix}ingestion",
-        "IOTMON_PROCESSING_GROUP": f"{prefix}processing",
-        "IOTMON_ALERTS_GROUP": f"{prefix}alerts",
+    env = box.env | {
         "IOTMON_SIMULATOR_DEVICES": str(len(DEVICES)),
         "IOTMON_SIMULATOR_RATE": str(rate),
-        "IOTMON_LOG_LEVEL": "WARNING",
     }
     names: dict[int, str] = {}
     procs: list[subprocess.Popen[bytes]] = []
@@ -350,7 +306,7 @@ def _measure(
     listener = threading.Thread(
         target=_listen, args=(redis_url, published, stop_extra), daemon=True
     )
-    tmp = Path(f"/tmp/iotmon-bench-ws-{tag}")  # noqa: S108 (ours, removed at the end)
+    tmp = Path(f"/tmp/iotmon-bench-ws-{box.prefix.strip('-')}")  # noqa: S108 (ours, removed at the end)
     tmp.mkdir()
 
     def start(label: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -360,7 +316,7 @@ def _measure(
         return p
 
     try:
-        ports = {role: _free_port() for role in PIPELINE}
+        ports = {role: free_port() for role in PIPELINE}
         for role in PIPELINE:
             start(
                 role,
@@ -369,7 +325,7 @@ def _measure(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        webs = [f"http://127.0.0.1:{_free_port()}" for _ in range(web_procs)]
+        webs = [f"http://127.0.0.1:{free_port()}" for _ in range(web_procs)]
         for i, web in enumerate(webs):
             start(
                 f"web {i + 1}" if web_procs > 1 else "web",
@@ -447,14 +403,11 @@ def _measure(
             extra_thread.join(5)
         if listener.is_alive():
             listener.join(5)
-        _stop(procs)
+        stop_all(procs)
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
-        bus.delete_topics([s.name for s in topic_specs(prefix)])
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        redis.Redis.from_url(redis_url).flushdb()
+        box.close()
     values = latencies.tolist()
     first: dict[int, float] = {}
     last: dict[int, float] = {}
@@ -513,7 +466,7 @@ def _login(webs: list[str]) -> str:
             try:
                 login = httpx.post(
                     f"{web}/api/auth/token",
-                    json={"username": "bench", "password": "bench-password"},
+                    json={"username": BENCH_USER, "password": BENCH_PASSWORD},
                     timeout=5,
                 )
                 token = str(login.json()["data"]["accessToken"])
