@@ -12,3 +12,8 @@ def iso_utc(t: float | datetime | None = None, timespec: str = "milliseconds") -
         t = time.time()
     stamp = t if isinstance(t, datetime) else datetime.fromtimestamp(t, UTC)
     return stamp.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def aware(t: datetime) -> datetime:
+    """A datetime without a zone is taken as UTC (what the API documents for from/to)."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

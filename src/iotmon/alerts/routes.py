@@ -18,7 +18,7 @@ from iotmon.alerts import lifecycle
 from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, AlertNotFound
 from iotmon.readings.models import DEVICE_ID
 from iotmon.readings.queries import csv_field
-from iotmon.timefmt import iso_utc
+from iotmon.timefmt import aware, iso_utc
 from iotmon.web.app import Api, ApiError, DeviceIdQuery, Envelope, errors, ok
 from iotmon.web.auth import Principal
 
@@ -207,8 +207,8 @@ def _meta(counts: dict[str, int], limit: int, offset: int) -> dict[str, Any]:
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
-    start = start.replace(tzinfo=UTC) if start and not start.tzinfo else start
-    end = end.replace(tzinfo=UTC) if end and not end.tzinfo else end
+    start = aware(start) if start else None
+    end = aware(end) if end else None
     if start and end and start >= end:
         raise ApiError(422, "invalid_range", "from must be before to")
     return start, end

@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from iotmon.readings import queries
-from iotmon.timefmt import iso_utc
+from iotmon.timefmt import aware, iso_utc
 from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
 
 MAX_RANGE = timedelta(days=400)
@@ -43,8 +43,8 @@ class HistoryEnvelope(Envelope):
 def time_range(
     start: datetime | None, end: datetime | None, default: timedelta
 ) -> tuple[datetime, datetime]:
-    end = _aware(end) if end else datetime.now(UTC)
-    start = _aware(start) if start else end - default
+    end = aware(end) if end else datetime.now(UTC)
+    start = aware(start) if start else end - default
     if start >= end:
         raise ApiError(
             422, "invalid_range", f"from ({iso_utc(start)}) must be before to ({iso_utc(end)})"
@@ -52,10 +52,6 @@ def time_range(
     if end - start > MAX_RANGE:
         raise ApiError(422, "invalid_range", f"the range is longer than {MAX_RANGE.days} days")
     return start, end
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def router(api: Api) -> APIRouter:

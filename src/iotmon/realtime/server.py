@@ -34,7 +34,7 @@ from iotmon.readings.models import DEVICE_ID
 from iotmon.realtime import replay
 from iotmon.realtime.publish import WATCHED_KEY, channel_for, db_of
 from iotmon.timefmt import iso_utc
-from iotmon.web.auth import AuthError, Principal
+from iotmon.web.auth import AuthError, Principal, bearer
 
 logger = log.get(__name__)
 
@@ -223,7 +223,7 @@ class LiveService:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         auth = auth if isinstance(auth, dict) else {}
-        token = auth.get("token") or _bearer(environ)
+        token = auth.get("token") or bearer(environ.get("HTTP_AUTHORIZATION"))
         try:
             principal = self.authenticate(token)
         except AuthError as exc:
@@ -333,10 +333,3 @@ class LiveService:
 
 def _event_id(payload: Any) -> int | None:
     return replay.parse_event_id(payload.get("eventId")) if isinstance(payload, dict) else None
-
-
-def _bearer(environ: dict[str, Any]) -> str | None:
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if isinstance(header, str) and header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return None

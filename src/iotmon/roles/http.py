@@ -16,7 +16,7 @@ from iotmon import __version__
 from iotmon.roles import Role
 from iotmon.roles.runtime import Services
 from iotmon.web.asgi import Observe
-from iotmon.web.health import RequestWindow, health
+from iotmon.web.health import health
 
 
 def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
@@ -28,11 +28,10 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
         redoc_url="/api/redoc",
         openapi_url="/api/openapi.json",
     )
-    window = RequestWindow()
 
     def count(scope: Any, status: int, seconds: float) -> None:
-        if scope["path"] not in ("/health", "/metrics"):
-            window.record(status >= 500)
+        if scope["path"] not in ("/health", "/metrics", "/api/health"):  # not the probes
+            services.requests.record(status >= 500)
 
     app.add_middleware(Observe, observers=[count])
 
@@ -43,7 +42,7 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
             database_url=services.database_url if "database" in needs else None,
             redis_url=services.redis_url if "redis" in needs else None,
             started_at=services.started_at,
-            window=window,
+            window=services.requests,
             roles={r.name: r.status() for r in roles},
         )
         return Response(orjson.dumps(body), status_code=code, media_type="application/json")

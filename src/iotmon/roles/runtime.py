@@ -19,6 +19,7 @@ from iotmon.config import Settings, secret
 from iotmon.db import migrate as migrations
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
+from iotmon.web.health import RequestWindow
 
 logger = log.get(__name__)
 
@@ -36,6 +37,9 @@ class Services:
     started_at: float = field(default_factory=time.time)
     embedded: dict[str, str] = field(default_factory=dict)  # what runs embedded, and where
     migrations_applied: list[str] = field(default_factory=list)
+    # Requests and errors of this process's HTTP app over the last minute: /health and
+    # /api/health report the same figures.
+    requests: RequestWindow = field(default_factory=RequestWindow)
 
 
 async def open_services(settings: Settings, needs: set[str], stack: AsyncExitStack) -> Services:

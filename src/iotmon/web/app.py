@@ -30,7 +30,7 @@ from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
 from iotmon.web import auth
 from iotmon.web.asgi import Observe
-from iotmon.web.health import RequestWindow, health
+from iotmon.web.health import health
 
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID.pattern, description="e.g. device-001")]
 DeviceIdQuery = Annotated[str | None, Query(alias="deviceId", pattern=DEVICE_ID.pattern)]
@@ -180,7 +180,6 @@ class Api:
         # Caches are per deployment, and a deployment is its database: two sharing a Redis
         # (or two test runs) never read each other's cached answers.
         self.namespace = hashlib.sha256((services.database_url or "").encode()).hexdigest()[:12]
-        self.window = RequestWindow()
         self._hot: dict[str, tuple[float, Response]] = {}
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         self.notifier: Any = None
@@ -276,8 +275,7 @@ class Api:
 
     # --- dependencies ---
     def principal(self, request: Request) -> auth.Principal:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        token = auth.bearer(request.headers.get("authorization"))
         try:
             return self.tokens.verify(token)
         except auth.AuthError as exc:
@@ -312,17 +310,12 @@ class Api:
 
         from iotmon.web import metrics
 
-        def window(scope: Any, status: int, seconds: float) -> None:
-            path = scope["path"]
-            if path.startswith("/api/") and path != "/api/health":
-                self.window.record(status >= 500)
-
         def headers(scope: Any) -> list[tuple[bytes, bytes]]:
             return [] if scope["path"].startswith(DOCS_PATHS) else _SECURITY_HEADERS
 
         app.add_middleware(
             Observe,
-            observers=[window, metrics.observe],
+            observers=[metrics.observe],
             gate=self._rate_limit,
             headers=headers,
         )
@@ -462,7 +455,7 @@ class Api:
                 database_url=self.services.database_url,
                 redis_url=self.services.redis_url,
                 started_at=self.services.started_at,
-                window=self.window,
+                window=self.services.requests,
             )
             return Response(orjson.dumps(body), status_code=code, media_type="application/json")
 

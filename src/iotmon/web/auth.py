@@ -150,6 +150,14 @@ def signing_key(conn: psycopg.Connection[Any], configured: str | None) -> str:
 
 
 # --- tokens ---
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if isinstance(header, str) and header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+# --- tokens ---
 @dataclass(frozen=True, slots=True)
 class Tokens:
     key: str
