@@ -485,8 +485,10 @@ def run_bench(
                 "four devices at their own intervals), Redis filled by the processing role "
                 "(then stopped). Rate limit off (`IOTMON_RATE_LIMIT_PER_MINUTE=0`). History: "
                 "`?from=<24 h ago>&to=<now>&limit=500`, the range fixed when the run starts (so "
-                "the API's one-second answer cache computes it about once a second). With a "
-                "fixed number of connections each waiting for its answer, latency is about "
+                "the API's one-second answer cache computes it about once a second). Repeats "
+                "of a cached answer are served by `Replay` in front of FastAPI, with the token, "
+                "rate limit and metrics still checked per request (README, design notes). "
+                "With a fixed number of connections each waiting for its answer, latency is about "
                 "connections / throughput; the one-connection run shows a request's own time.",
                 "",
                 "| endpoint | requests/s | p50 ms | p99 ms | p99 target | 1 connection: p50 / "

@@ -168,6 +168,42 @@ async def test_tokens_and_roles(api: Api) -> None:
     assert (await api.get("/api/users", role="operator")).status_code == 403
 
 
+async def test_a_repeated_read_is_served_again_only_to_those_allowed_to_read_it(
+    api: Api,
+) -> None:
+    """Replay (web/asgi.py) answers repeats of the device list without the framework; the
+    token, the CORS origin and the metrics are still those of each request."""
+    from iotmon.web.metrics import REQUESTS
+
+    first = await api.get("/api/devices")
+    again = await api.get("/api/devices")
+    assert again.status_code == 200
+    assert again.headers["x-cache"] == "hit"
+    assert again.content == first.content
+    assert again.headers["content-encoding"] == first.headers["content-encoding"] == "gzip"
+    assert again.headers["x-content-type-options"] == "nosniff"
+
+    assert (await api.http.get("/api/devices")).status_code == 401
+    bad = await api.http.get("/api/devices", headers={"Authorization": "Bearer not.a.token"})
+    assert bad.status_code == 401
+    expired, _ = api.role.tokens.issue(auth.Principal("viewer", "viewer"), now=time.time() - 7200)
+    r = await api.http.get("/api/devices", headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401
+    assert "expired" in r.json()["error"]["message"]
+
+    plant = api.h() | {"Origin": "http://plant.example"}
+    for _ in range(2):
+        r = await api.http.get("/api/devices", headers=plant)
+        assert r.headers["access-control-allow-origin"] in ("*", "http://plant.example")
+    assert "access-control-allow-origin" not in (await api.get("/api/devices")).headers
+
+    counted = REQUESTS.labels("GET", "/api/devices", "200")
+    before = counted._value.get()
+    for _ in range(3):
+        assert (await api.get("/api/devices")).headers["x-cache"] == "hit"
+    assert counted._value.get() == before + 3
+
+
 # --- devices ---
 async def test_device_list_with_live_state_filters_and_pages(api: Api) -> None:
     device = new_device(api.db, location="paint-shop-9", device_type="pressure", unit="psi")

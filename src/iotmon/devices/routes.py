@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -143,6 +143,7 @@ def router(api: Api) -> APIRouter:
 
     @r.get("", response_model=DeviceListEnvelope, dependencies=[viewer])
     async def list_devices(
+        request: Request,
         status: DeviceStatus | None = None,
         type: Annotated[str | None, Query(max_length=64)] = None,
         location: Annotated[str | None, Query(max_length=100)] = None,
@@ -152,7 +153,9 @@ def router(api: Api) -> APIRouter:
         """Devices with their current reading, alert status and 24 h statistics (the same
         answer for a second to every caller)."""
         key = f"devices:{status}:{type}:{location}:{limit}:{offset}"
-        return await api.cached(key, lambda: list_page(status, type, location, limit, offset))
+        return await api.cached(
+            request, key, lambda: list_page(status, type, location, limit, offset), role="viewer"
+        )
 
     async def list_page(
         status: str | None, type: str | None, location: str | None, limit: int, offset: int

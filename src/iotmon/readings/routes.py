@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -65,6 +65,7 @@ def router(api: Api) -> APIRouter:
         responses=errors({404: "no such device"}),
     )
     async def history(
+        request: Request,
         device_id: DeviceIdPath,
         from_: Annotated[
             datetime | None, Query(alias="from", description="ISO 8601; default: to - 24 h")
@@ -78,7 +79,9 @@ def router(api: Api) -> APIRouter:
         if from_ is None or to is None:  # "until now": a new range every call, nothing to share
             return await history_page(device_id, start, end, limit)
         key = f"history:{device_id}:{start.isoformat()}:{end.isoformat()}:{limit}"
-        return await api.cached(key, lambda: history_page(device_id, start, end, limit))
+        return await api.cached(
+            request, key, lambda: history_page(device_id, start, end, limit), role="viewer"
+        )
 
     async def history_page(device_id: str, start: datetime, end: datetime, limit: int) -> Response:
         async with api.pool.connection() as conn:

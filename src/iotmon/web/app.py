@@ -29,7 +29,7 @@ from iotmon.readings.models import DEVICE_ID
 from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
 from iotmon.web import auth
-from iotmon.web.asgi import Observe
+from iotmon.web.asgi import SHAREABLE, Observe
 from iotmon.web.health import health
 
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID.pattern, description="e.g. device-001")]
@@ -64,6 +64,7 @@ class ApiError(Exception):
 
 
 HOT_CACHE_S = 1.0
+_LIMITED = "iotmon.limited"  # a 429 decided by Api.admit, answered by the gate
 
 
 def _copy(response: Response) -> Response:
@@ -219,14 +220,24 @@ class Api:
             )
 
     # --- a one-second answer cache for the hottest reads ---
-    async def cached(self, key: str, compute: Callable[[], Awaitable[Response]]) -> Response:
+    async def cached(
+        self,
+        request: Request,
+        key: str,
+        compute: Callable[[], Awaitable[Response]],
+        *,
+        role: str,
+    ) -> Response:
         """The same answer for ``HOT_CACHE_S`` to every caller asking ``key`` in this process,
         computed once even when many ask at the same moment (one database round for a wall
         of dashboards). Live values reach clients through Socket.IO; these answers are the
-        starting point, a second old at most. Only 200 answers are kept."""
+        starting point, a second old at most. Only 200 answers are kept. ``role`` is the
+        least role that may read the answer: it is marked shareable, so that ``Replay``
+        (web/asgi.py) answers repeats of the same request without the framework."""
         now = time.monotonic()
         hit = self._hot.get(key)
         if hit is not None and now - hit[0] < HOT_CACHE_S:
+            request.scope[SHAREABLE] = (role, hit[0])
             return _copy(hit[1])
         pending = self._inflight.get(key)
         if pending is None:
@@ -239,9 +250,31 @@ class Api:
             if response.status_code == 200:
                 if len(self._hot) > 1000:
                     self._hot.clear()
-                self._hot[key] = (time.monotonic(), response)
+                born = time.monotonic()
+                self._hot[key] = (born, response)
+                request.scope[SHAREABLE] = (role, born)
             return response
-        return _copy(await asyncio.shield(pending))
+        response = _copy(await asyncio.shield(pending))
+        if response.status_code == 200:
+            request.scope[SHAREABLE] = (role, now)
+        return response
+
+    def may_read(self, authorization: str | None, role: str) -> bool:
+        """Whether the ``Authorization`` header's token is valid and has ``role``."""
+        try:
+            return self.tokens.verify(auth.bearer(authorization)).can(role)
+        except auth.AuthError:
+            return False
+
+    async def admit(self, scope: Any) -> bool:
+        """The rate limit for a request ``Replay`` would answer: True when within it. Over
+        it, the 429 is kept in the scope for the gate in the full stack, which answers it
+        (the request is counted once)."""
+        answer = await self._rate_limit(scope)
+        if answer is None:
+            return True
+        scope[_LIMITED] = answer
+        return False
 
     # --- shared lookups ---
     async def device_row(
@@ -387,6 +420,9 @@ class Api:
     async def _rate_limit(self, scope: Any) -> Response | None:
         """A fixed one-minute window per client address, counted in Redis so every web
         process shares it. Health, metrics and Socket.IO are not limited."""
+        limited = scope.pop(_LIMITED, None)
+        if limited is not None:  # counted already, by admit()
+            return limited  # type: ignore[no-any-return]
         limit = self.settings.rate_limit_per_minute
         path = scope["path"]
         if not limit or not path.startswith("/api/") or path == "/api/health":

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict
 
@@ -62,10 +62,10 @@ def router(api: Api) -> APIRouter:
     viewer = Depends(api.require("viewer"))
 
     @r.get("/dashboard", response_model=DashboardEnvelope, dependencies=[viewer])
-    async def dashboard() -> Response:
+    async def dashboard(request: Request) -> Response:
         """Key figures: devices, active devices, open alerts by severity, readings in the last
         hour (from processing's ``system:metrics``, written every second)."""
-        return await api.cached("metrics:dashboard", figures)
+        return await api.cached(request, "metrics:dashboard", figures, role="viewer")
 
     async def figures() -> Response:
         system: dict[str, Any] = {}
