@@ -740,3 +740,40 @@ async def test_rate_limit_is_shared_by_web_processes_and_answers_429(
     finally:
         stop.set()
         await task
+
+
+async def test_the_dashboard_is_served_with_its_routes_and_cache_headers(
+    settings: Settings, database_url: str, tmp_path: Any
+) -> None:
+    """``dashboard/dist`` at ``/``: hashed assets cached for a year and compressed, the
+    page itself revalidated, client-side routes answered with the page, nothing outside."""
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "index.html").write_text("<!doctype html><title>iotmon</title>")
+    code = "export const x = 1;\n" * 200
+    (tmp_path / "assets" / "index-AbC123.js").write_text(code)
+    (tmp_path.parent / "secret.txt").write_text("not for the web")
+    assert settings.redis_url is not None
+    services = Services(
+        settings=settings.model_copy(update={"dashboard_dir": tmp_path}),
+        bus=None,  # type: ignore[arg-type]
+        database_url=database_url,
+        redis_url=settings.redis_url.get_secret_value(),
+    )
+    app = make_app(services, [WebRole(services)], {"database", "redis"})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for path in ("/", "/devices/device-001", "/alerts?status=active"):
+            r = await http.get(path)
+            assert r.status_code == 200, path
+            assert r.text.startswith("<!doctype html>")
+            assert r.headers["cache-control"] == "no-cache"
+        r = await http.get("/assets/index-AbC123.js", headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200
+        assert r.text == code
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert (await http.get("/assets/index-Gone99.js")).status_code == 404
+        assert (await http.get("/..%2fsecret.txt")).text.startswith("<!doctype html>")
+        r = await http.get("/api/nothing-here")
+        assert r.status_code == 404
+        assert r.json()["error"]["message"] == "no such endpoint: GET /api/nothing-here"

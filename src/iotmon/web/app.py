@@ -49,6 +49,7 @@ SECURITY_HEADERS = {
 _SECURITY_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 # Swagger UI loads its script and styles from a CDN: its page gets a looser policy.
 DOCS_PATHS = ("/api/docs", "/api/redoc")
+IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 class ApiError(Exception):
@@ -403,7 +404,17 @@ class Api:
             return
         from fastapi.staticfiles import StaticFiles
 
-        app.mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), "assets")
+        class Assets(StaticFiles):
+            """Vite names each file by its content's hash: a name never changes content, so
+            browsers keep them for a year; ``index.html`` (which names them) is revalidated."""
+
+            def file_response(self, *args: Any, **kwargs: Any) -> Response:
+                response = super().file_response(*args, **kwargs)
+                if response.status_code == 200:
+                    response.headers["Cache-Control"] = IMMUTABLE
+                return response
+
+        app.mount("/assets", Assets(directory=dist / "assets", check_dir=False), "assets")
         index = (dist / "index.html").read_bytes()
 
         @app.get("/{path:path}", include_in_schema=False)
@@ -415,7 +426,7 @@ class Api:
                 from fastapi.responses import FileResponse
 
                 return FileResponse(candidate)
-            return Response(index, media_type="text/html")
+            return Response(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def _rate_limit(self, scope: Any) -> Response | None:
         """A fixed one-minute window per client address, counted in Redis so every web
