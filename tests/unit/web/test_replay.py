@@ -104,7 +104,8 @@ async def test_origin_and_gzip_get_their_own_answers() -> None:
     client, _, _ = replay(origin)
     a = await client.get("/api/shared", headers={"Origin": "http://a.example"})
     b = await client.get("/api/shared", headers={"Origin": "http://b.example"})
-    assert (a.headers["x-origin"], b.headers["x-origin"]) == ("http://a.example", "http://b.example")
+    assert a.headers["x-origin"] == "http://a.example"
+    assert b.headers["x-origin"] == "http://b.example"
     await client.get("/api/shared", headers={"Accept-Encoding": "identity"})
     await client.get("/api/shared", headers={"Accept-Encoding": "gzip"})
     assert origin.calls == 4
