@@ -154,7 +154,7 @@ def _statuses(status: str) -> tuple[str, ...]:
     return (status,)
 
 
-async def _query(
+async def _page(
     api: Api,
     *,
     statuses: tuple[str, ...],
@@ -165,7 +165,8 @@ async def _query(
     end: datetime | None,
     limit: int,
     offset: int,
-) -> tuple[list[Alert], dict[str, int]]:
+) -> Response:
+    """A page of alerts, newest first, with the counts by severity of all that match."""
     where = ["status = ANY(%(statuses)s)"]
     params: dict[str, Any] = {"statuses": list(statuses), "limit": limit, "offset": offset}
     for column, key, value in (
@@ -194,7 +195,7 @@ async def _query(
             f"SELECT severity, count(*) FROM alerts WHERE {clause} GROUP BY severity", params
         )
         counts = {s: int(n) for s, n in await cur.fetchall()}
-    return alerts, counts
+    return ok({"alerts": [a.as_event() for a in alerts]}, _meta(counts, limit, offset))
 
 
 def _meta(counts: dict[str, int], limit: int, offset: int) -> dict[str, Any]:
@@ -233,7 +234,7 @@ def router(api: Api) -> APIRouter:
         """Alerts, newest first. ``status``: ``open`` (default: triggered, acknowledged or
         escalated; ``active`` is the same), one status, or ``all``."""
         start, end = _range(from_, to)
-        alerts, counts = await _query(
+        return await _page(
             api,
             statuses=_statuses(status),
             severity=severity,
@@ -244,7 +245,6 @@ def router(api: Api) -> APIRouter:
             limit=limit,
             offset=offset,
         )
-        return ok({"alerts": [a.as_event() for a in alerts]}, _meta(counts, limit, offset))
 
     @r.get("/alerts/history", response_model=AlertListEnvelope, dependencies=[viewer])
     async def alert_history(
@@ -258,7 +258,7 @@ def router(api: Api) -> APIRouter:
     ) -> Response:
         """Every alert, open or resolved, newest first (default: the last 7 days)."""
         start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
-        alerts, counts = await _query(
+        return await _page(
             api,
             statuses=(*OPEN, "resolved"),
             severity=severity,
@@ -269,7 +269,6 @@ def router(api: Api) -> APIRouter:
             limit=limit,
             offset=offset,
         )
-        return ok({"alerts": [a.as_event() for a in alerts]}, _meta(counts, limit, offset))
 
     @r.get(
         "/alerts/history.csv",
