@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 
 from iotmon.alerts import lifecycle
 from iotmon.alerts.engine import ACTIVE_KEY, LAST_SEEN_KEY, AlertEngine
-from iotmon.alerts.models import AlertError
+from iotmon.alerts.models import SEVERITIES, AlertError
 from iotmon.alerts.notify import Notifier, NotifyConfig
 from iotmon.alerts.rules import RuleConfig
 from tests.integration.helpers import free_port
@@ -163,7 +163,12 @@ async def test_a_burst_of_breaches_is_one_alert_counted_and_auto_resolved(
     assert alert.status == "triggered"
     assert alert.last_value == 86 + 999 % 10
     assert alert.severity == "high"  # 95 is 10/60 of the normal span past 85
-    assert [e for e, _, room in engine_parts["events"] if room == "alerts"] == ["alert-triggered"]
+    # Triggered at 86 (medium); an event each time the severity rose, none per repeat.
+    sent = [(e, p["severity"]) for e, p, room in engine_parts["events"] if room == "alerts"]
+    assert sent[0] == ("alert-triggered", "medium")
+    assert [e for e, _ in sent[1:]] == ["alert-updated"] * (len(sent) - 1)
+    assert [sev for _, sev in sent] == sorted({sev for _, sev in sent}, key=SEVERITIES.index)
+    assert sent[-1] == ("alert-updated", "high")
     assert await engine_parts["redis"].hexists(ACTIVE_KEY, str(alert.id))
 
     # Back inside the normal range (processing sends "clear" only then: hysteresis).

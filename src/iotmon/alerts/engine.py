@@ -168,7 +168,7 @@ class AlertEngine:
     ) -> tuple[Alert, bool]:
         at = at or self.now()
         silenced = await self._silenced(device_id, alert_type)
-        alert, created = await lifecycle.open_or_update(
+        alert, done = await lifecycle.open_or_update(
             self.conn,
             device_id=device_id,
             alert_type=alert_type,
@@ -185,6 +185,7 @@ class AlertEngine:
             last_value=last[0] if last else None,
             last_at=last[1] if last else None,
         )
+        created = done == "created"
         if created:
             self.stats["triggered"] += 1
             logger.info(
@@ -195,7 +196,10 @@ class AlertEngine:
                 severity=alert.severity,
                 silenced=silenced,
             )
-        await self._changed(alert, "alert-triggered" if created else None)
+        # A severity that rises on an open alert is news to whoever shows it (the alert
+        # list, a toast): "alert-updated". Repeats that change nothing but counts are not.
+        event = {"created": "alert-triggered", "raised": "alert-updated"}.get(done)
+        await self._changed(alert, event)
         return alert, created
 
     async def _resolve_open(

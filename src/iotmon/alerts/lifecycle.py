@@ -4,7 +4,7 @@ acknowledge, escalate, resolve; every transition recorded in ``alert_transitions
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import class_row
@@ -29,15 +29,24 @@ ON CONFLICT (device_id, alert_type) WHERE status <> 'resolved' DO UPDATE SET
                     THEN EXCLUDED.severity ELSE alerts.severity END
 RETURNING {Alert.COLUMNS}, (xmax = 0) AS created
 """
-# One round trip: the upsert, and the first transition when it opened a new alert.
+# One round trip: the upsert, the first transition when it opened a new alert, and the
+# severity the open alert had before (every part of one statement sees the same snapshot).
 _OPEN = f"""
-WITH up AS ({_UPSERT.strip()}),
+WITH before AS (
+    SELECT severity FROM alerts
+    WHERE device_id = %(device_id)s AND alert_type = %(alert_type)s AND status <> 'resolved'
+),
+up AS ({_UPSERT.strip()}),
 first AS (
     INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note)
     SELECT id, NULL, 'triggered', 'system', %(message)s FROM up WHERE created
 )
-SELECT * FROM up
+SELECT up.*, (SELECT severity FROM before) FROM up
 """
+
+# What open_or_update did: opened a new alert, raised an open one's severity, or counted
+# repeats into it.
+Opened = Literal["created", "raised", "counted"]
 
 
 async def _record(
@@ -70,8 +79,9 @@ async def open_or_update(
     repeats: int = 1,
     last_value: float | None = None,
     last_at: datetime | None = None,
-) -> tuple[Alert, bool]:
-    """Open an alert, or count repeats on the one already open. Returns (alert, created).
+) -> tuple[Alert, Opened]:
+    """Open an alert, or count repeats on the one already open (its severity rises to
+    ``severity`` when that is worse, never falls). Returns the alert and what was done.
 
     ``repeats`` readings are counted at once (first at ``at`` with ``value``, the latest at
     ``last_at`` with ``last_value``): a burst costs one round trip."""
@@ -94,7 +104,10 @@ async def open_or_update(
     )
     row = await cur.fetchone()
     assert row is not None
-    return Alert(*row[:-1]), bool(row[-1])
+    alert, created, before = Alert(*row[:-2]), bool(row[-2]), row[-1]
+    if created:
+        return alert, "created"
+    return alert, "raised" if before is not None and before != alert.severity else "counted"
 
 
 async def get(conn: psycopg.AsyncConnection[Any], alert_id: int) -> Alert:

@@ -15,6 +15,7 @@ const EVENTS = [
   "alert-triggered",
   "alert-acknowledged",
   "alert-escalated",
+  "alert-updated",
   "alert-resolved",
 ] as const;
 

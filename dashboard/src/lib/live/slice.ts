@@ -31,6 +31,7 @@ export type AlertEventName =
   | "alert-triggered"
   | "alert-acknowledged"
   | "alert-escalated"
+  | "alert-updated"
   | "alert-resolved";
 
 export type LiveEvent =

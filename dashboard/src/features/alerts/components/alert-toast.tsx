@@ -6,6 +6,7 @@ import "@/features/alerts/alerts.css";
 const HEADING: Record<AlertEventName, string> = {
   "alert-triggered": "New alert",
   "alert-escalated": "Alert escalated",
+  "alert-updated": "Severity raised",
   "alert-acknowledged": "Alert acknowledged",
   "alert-resolved": "Alert resolved",
 };

@@ -56,6 +56,16 @@ test("escalated alerts toast, resolved ones quietly, silenced ones not at all", 
   expect(screen.queryByText("acked one")).toBeNull();
 });
 
+test("a severity that rises on an open alert toasts again, in the new severity", async () => {
+  const client = setup();
+  act(() => emitAlertEvent(client(), "alert-triggered", makeAlert({ id: 9, severity: "low", message: "rising" })));
+  expect(await screen.findByText(/New alert \(low\)/)).toBeInTheDocument();
+  act(() => emitAlertEvent(client(), "alert-updated", makeAlert({ id: 9, severity: "critical", message: "rising" })));
+  const raised = await screen.findByText(/Severity raised \(critical\)/);
+  expect(raised).toHaveClass("sev-critical");
+  expect(raised.closest("[role='alert']")).not.toBeNull();
+});
+
 test("a burst of alerts becomes one summary toast", async () => {
   const client = setup();
   act(() => {

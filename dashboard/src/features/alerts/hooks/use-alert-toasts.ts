@@ -1,5 +1,5 @@
-// A toast for each alert-triggered / alert-escalated event (severity colour, message, a link
-// to the alert), a short quiet one for alert-resolved; none for silenced alerts. A burst
+// A toast for each alert-triggered / alert-escalated / alert-updated (its severity rose) event
+// (severity colour, message, a link to the alert), a short quiet one for alert-resolved; none for silenced alerts. A burst
 // (a storm, or the replay after a reconnect) becomes one "N new alerts" toast. Called once,
 // in the app's layout; it also keeps the Alert cache in step with live events.
 import { createElement, useEffect, useRef } from "react";
@@ -51,7 +51,7 @@ export function useAlertToasts(): void {
         });
         return;
       }
-      if (name !== "alert-triggered" && name !== "alert-escalated") return;
+      if (name !== "alert-triggered" && name !== "alert-escalated" && name !== "alert-updated") return;
       const now = Date.now();
       while (recent.length && (recent[0] ?? 0) < now - FLOOD_WINDOW_MS) recent.shift();
       recent.push(now);
