@@ -249,8 +249,10 @@ class Api:
             finally:
                 self._inflight.pop(key, None)
             if response.status_code == 200:
-                if len(self._hot) > 1000:
-                    self._hot.clear()
+                if len(self._hot) >= 256:  # drop what has expired; a flood: all
+                    self._hot = {k: v for k, v in self._hot.items() if now - v[0] < HOT_CACHE_S}
+                    if len(self._hot) >= 1000:
+                        self._hot.clear()
                 born = time.monotonic()
                 self._hot[key] = (born, response)
                 request.scope[SHAREABLE] = (role, born)

@@ -107,6 +107,7 @@ class Replay:
         stale_s: float = 1.0,
         prefix: str = "/api/",
         max_kept: int = 1000,
+        max_bytes: int = 64 << 20,
     ) -> None:
         self.app = app
         self.lifetime_s = lifetime_s
@@ -115,6 +116,8 @@ class Replay:
         self.observers = observers
         self.prefix = prefix
         self.max_kept = max_kept
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes of the kept bodies
         self.stale_s = stale_s
         self.kept: dict[tuple[str, bytes, bool, bytes | None], _Kept] = {}
         self.refreshing: set[tuple[str, bytes, bool, bytes | None]] = set()
@@ -178,10 +181,13 @@ class Replay:
             if refreshing:
                 self.refreshing.discard(key)
         shareable = scope.get(SHAREABLE)
-        if shareable is None or not sent or sent[0].get("status") != 200:
+        if (
+            shareable is None
+            or len(sent) < 2
+            or sent[0].get("status") != 200
+            or sent[-1].get("more_body", False)  # not the whole answer
+        ):
             return
-        if len(self.kept) >= self.max_kept:
-            self.kept.clear()
         start = {
             "type": "http.response.start",
             "status": 200,
@@ -195,4 +201,24 @@ class Replay:
             for m in sent[1:]
         ]
         role, born = shareable
+        self._make_room(key, sum(len(m["body"]) for m in body))
         self.kept[key] = _Kept(born, role, scope.get("route"), start, body)
+
+    def _make_room(self, key: tuple[str, bytes, bool, bytes | None], size: int) -> None:
+        """At most ``max_kept`` answers and ``max_bytes`` of bodies: expired answers go
+        first, and if that is not enough, all of them (they are a second's worth)."""
+        old = self.kept.pop(key, None)
+        if old is not None:
+            self.size -= sum(len(m["body"]) for m in old.body)
+        if len(self.kept) < self.max_kept and self.size + size <= self.max_bytes:
+            self.size += size
+            return
+        now = time.monotonic()
+        for k, kept in list(self.kept.items()):
+            if now - kept.born >= self.lifetime_s + self.stale_s:
+                del self.kept[k]
+                self.size -= sum(len(m["body"]) for m in kept.body)
+        if len(self.kept) >= self.max_kept or self.size + size > self.max_bytes:
+            self.kept.clear()
+            self.size = 0
+        self.size += size

@@ -127,3 +127,21 @@ async def test_an_expired_answer_is_computed_once_while_the_others_get_the_old_o
     assert (await client.get("/api/shared")).text == "answer 2"
     await asyncio.sleep(0.25 + layer.stale_s)  # expired and nobody refreshing: recomputed
     assert (await client.get("/api/shared")).text == "answer 3"
+
+
+async def test_what_is_kept_is_bounded_in_count_and_bytes() -> None:
+    origin = Origin()
+    client, _, layer = replay(origin, lifetime_s=0.1)
+    layer.max_kept = 3
+    for i in range(9):  # full twice (everything dropped), then full again
+        await client.get(f"/api/shared?i={i}")
+        assert len(layer.kept) <= 3
+        assert layer.size == sum(len(m["body"]) for k in layer.kept.values() for m in k.body)
+    assert len(layer.kept) == 3
+    await asyncio.sleep(0.25)  # all expired: they make room first
+    await client.get("/api/shared?i=new")
+    assert list(layer.kept) == [("/api/shared", b"i=new", True, None)]
+    layer.max_bytes = 5  # an answer larger than the budget still replaces the others
+    await client.get("/api/shared?i=big")
+    assert list(layer.kept) == [("/api/shared", b"i=big", True, None)]
+    assert layer.size == len(b"answer 11")
