@@ -131,6 +131,27 @@ def screenshots(page: Page, view: str, ready: Callable[[Page], None]) -> None:
         phone.close()
 
 
+def on_phone(page: Page, check: Callable[[Page], None]) -> None:
+    """``check`` the page's address in a new tab of the same session at phone size."""
+    phone = page.context.new_page()
+    try:
+        phone.set_viewport_size(PHONE)
+        phone.goto(page.url)
+        check(phone)
+    finally:
+        phone.close()
+
+
+def button_in_view(phone: Page, alert_id: int, name: str) -> None:
+    """The alert's button is on screen without scrolling sideways (each row a card)."""
+    button = phone.locator(f'tr[data-alert-id="{alert_id}"]').get_by_role("button", name=name)
+    expect(button).to_be_visible()
+    box = button.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"], f"{name} is off screen on a phone: {box}"
+
+
 def check_page(page: Page) -> None:
     """No uncaught error in the page (or its phone tab), no view wider than its window."""
     problems: list[str] = page.problems  # type: ignore[attr-defined]
@@ -240,6 +261,7 @@ def test_threshold_alert_toast_and_acknowledge(page: Page, system: System) -> No
     status = row.locator('[data-testid="alert-status"]')
     expect(status).to_have_text(re.compile("triggered", re.IGNORECASE))
     screenshots(page, "alerts", row_shown(alert["id"]))
+    on_phone(page, lambda phone: button_in_view(phone, alert["id"], "Acknowledge"))
     row.get_by_role("button", name="Acknowledge").click()
     expect(status).to_have_text(re.compile("acknowledged", re.IGNORECASE))
     expect(row.get_by_role("button", name="Acknowledge")).to_have_count(0)

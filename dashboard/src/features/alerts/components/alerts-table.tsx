@@ -1,6 +1,8 @@
 // Alerts as a table. Contract for end-to-end tests: each row is <tr data-alert-id={id}>, its
 // status cell has data-testid="alert-status" with the status text, and the buttons are named
-// exactly "Acknowledge" and "Resolve" (operators and admins only).
+// exactly "Acknowledge" and "Resolve" (operators and admins only). On a phone each row is a card
+// (alerts.css): severity, status and device, the message, the figures, then the buttons, so that
+// acknowledging needs no sideways scrolling.
 import { Link } from "react-router-dom";
 
 import { AlertActions, useCanAct } from "@/features/alerts/components/alert-actions";
@@ -63,7 +65,7 @@ export function AlertsTable({
                   <Link to={`/devices/${encodeURIComponent(a.deviceId)}`}>{a.deviceId}</Link>
                 </td>
               ) : null}
-              <td>{typeLabel(a.type)}</td>
+              <td data-label="Type">{typeLabel(a.type)}</td>
               <td className="alert-message">
                 <button
                   type="button"
@@ -76,16 +78,18 @@ export function AlertsTable({
                 </button>
                 {a.silenced ? <span className="muted"> (silenced)</span> : null}
               </td>
-              <td>
+              <td data-label="Value">
                 {formatValue(a.lastValue ?? a.value)}
                 {a.threshold !== null ? (
                   <span className="muted"> / {formatValue(a.threshold)}</span>
                 ) : null}
               </td>
-              <td title={formatTime(a.triggeredAt)}>{ago(a.triggeredAt)}</td>
-              <td>{a.count}</td>
+              <td data-label="Triggered" title={formatTime(a.triggeredAt)}>
+                {ago(a.triggeredAt)}
+              </td>
+              <td data-label="Count">{a.count}</td>
               {actions ? (
-                <td>
+                <td className="alert-row-actions">
                   <AlertActions alert={a} />
                 </td>
               ) : null}
