@@ -337,6 +337,31 @@ async def test_device_offline_fires_at_the_deadline_and_resolves_on_data(
     assert statuses == ["offline", "online"]
 
 
+async def test_after_downtime_devices_get_a_timeout_before_they_are_offline(
+    engine_parts: dict[str, Any],
+) -> None:
+    """A restart after an hour down: every device's last reading is an hour old. None is
+    offline until it stays silent for its timeout after the engine started; one that does
+    is offline then, once."""
+    clock: Clock = engine_parts["clock"]
+    r = engine_parts["redis"]
+    await r.zadd(LAST_SEEN_KEY, {"device-001": clock.t - 3600, "device-002": clock.t - 3600})
+    engine = make_engine(engine_parts, offline_timeout_s=30)
+    await engine.start()
+    started = clock.t
+    await engine.check_offline()
+    clock.t = started + 2
+    await r.zadd(LAST_SEEN_KEY, {"device-001": clock.t})  # reports again
+    clock.t = started + 29.9
+    await engine.check_offline()
+    assert await lifecycle.open_alerts(engine_parts["conn"]) == []
+    clock.t = started + 30.1
+    await engine.check_offline()
+    await engine.check_offline()
+    opened = await lifecycle.open_alerts(engine_parts["conn"])
+    assert [(a.device_id, a.alert_type) for a in opened] == [("device-002", "device_offline")]
+
+
 async def test_open_alerts_survive_a_restart(engine_parts: dict[str, Any]) -> None:
     first = make_engine(engine_parts)
     alert = await first.handle(candidate())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,11 @@ class AlertEngine:
         self.clock = clock
         self.breaches = rules.BreachTracker(config)
         self.offline: set[str] = set()
+        # When this engine began watching: a device is offline when nothing came from it for
+        # its timeout *while watched*. After a restart that followed downtime, every device's
+        # last reading is old; without this, each fired a false device_offline (and its
+        # notifications) before its first new reading arrived.
+        self.watching_since = -math.inf
         self._spans: dict[str, float] = {}
         self._timeouts: dict[str, float] = {}
         self._spans_at = -1e18
@@ -94,6 +100,7 @@ class AlertEngine:
     @_serialized
     async def start(self) -> None:
         """Pick up what is open (after a restart) and mirror it in Redis."""
+        self.watching_since = self.clock()
         open_now = await lifecycle.open_alerts(self.conn)
         self.offline = {a.device_id for a in open_now if a.alert_type == "device_offline"}
         pipe = self.redis.pipeline(transaction=True)
@@ -302,7 +309,7 @@ class AlertEngine:
             seen.update((d, score) for d, score in zip(back, scores, strict=True) if score)
         for device_id, last in seen.items():
             deadline = now - self.timeout(device_id)
-            if last < deadline and device_id not in self.offline:
+            if max(last, self.watching_since) < deadline and device_id not in self.offline:
                 self.offline.add(device_id)
                 await self._open(device_id, "device_offline", value=None, threshold=None)
                 await self.emit(
