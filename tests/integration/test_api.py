@@ -242,6 +242,17 @@ async def test_device_list_with_live_state_filters_and_pages(api: Api) -> None:
     r = await api.get("/api/devices", params={"status": "maintenance"})
     assert r.json()["data"]["devices"] == []
     assert r.json()["meta"]["totalDevices"] == 0
+    # Search: part of the id, type or location, any case; LIKE's wildcards are literal.
+    r = await api.get("/api/devices", params={"q": "PAINT-shop"})
+    assert [d["deviceId"] for d in r.json()["data"]["devices"]] == [device]
+    r = await api.get("/api/devices", params={"q": "device-00", "limit": 2})
+    assert r.json()["meta"]["totalDevices"] == 5
+    assert len(r.json()["data"]["devices"]) == 2
+    r = await api.get("/api/devices", params={"q": "ressur"})
+    assert {d["type"] for d in r.json()["data"]["devices"]} == {"pressure"}
+    for literal in ("%", "_", "\\"):
+        r = await api.get("/api/devices", params={"q": literal})
+        assert r.json()["meta"]["totalDevices"] == 0, literal
 
     page1 = (await api.get("/api/devices", params={"limit": 2})).json()
     page2 = (await api.get("/api/devices", params={"limit": 2, "offset": 2})).json()

@@ -147,18 +147,30 @@ def router(api: Api) -> APIRouter:
         status: DeviceStatus | None = None,
         type: Annotated[str | None, Query(max_length=64)] = None,
         location: Annotated[str | None, Query(max_length=100)] = None,
+        q: Annotated[
+            str | None,
+            Query(max_length=100, description="part of the id, type or location, any case"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
-        """Devices with their current reading, alert status and 24 h statistics (the same
-        answer for a second to every caller)."""
-        key = f"devices:{status}:{type}:{location}:{limit}:{offset}"
+        """Devices with their current reading, alert status and 24 h statistics, ordered by
+        id (the same answer for a second to every caller)."""
+        key = f"devices:{status}:{type}:{location}:{q}:{limit}:{offset}"
         return await api.cached(
-            request, key, lambda: list_page(status, type, location, limit, offset), role="viewer"
+            request,
+            key,
+            lambda: list_page(status, type, location, q, limit, offset),
+            role="viewer",
         )
 
     async def list_page(
-        status: str | None, type: str | None, location: str | None, limit: int, offset: int
+        status: str | None,
+        type: str | None,
+        location: str | None,
+        q: str | None,
+        limit: int,
+        offset: int,
     ) -> Response:
         async with api.pool.connection() as conn:
             rows, total = await service.list_rows(
@@ -167,6 +179,7 @@ def router(api: Api) -> APIRouter:
                 status=status,
                 device_type=type,
                 location=location,
+                search=q,
             )
             alerts = await service.alert_levels(conn, [r["device_id"] for r in rows])
         states = await api.live_state([r["device_id"] for r in rows])

@@ -3,6 +3,7 @@ keys processing writes, DESIGN.md 4.5), open alerts from PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -76,12 +77,19 @@ async def list_rows(
     status: str | None = None,
     device_type: str | None = None,
     location: str | None = None,
+    search: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where, params = [], []
+    """A page of devices by id; ``search``: part of the id, type or location, any case."""
+    where: list[str] = []
+    params: list[Any] = []
     for column, value in (("status", status), ("device_type", device_type), ("location", location)):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
+    if search:
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", search) + "%"
+        where.append("(device_id ILIKE %s OR device_type ILIKE %s OR location ILIKE %s)")
+        params += [pattern] * 3
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(

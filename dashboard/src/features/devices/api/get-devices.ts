@@ -9,11 +9,14 @@ export interface DeviceList {
 
 /** Live values come from Socket.IO; this list is the start and a fallback poll. */
 export const DEVICES_POLL_MS = 30_000;
+/** The most devices one answer holds (the API's limit). */
+export const PAGE = 1000;
 
 const devicesApi = api.injectEndpoints({
   endpoints: (build) => ({
-    listDevices: build.query<DeviceList, void>({
-      query: () => ({ url: "/devices", params: { limit: 1000 } }),
+    // `q`: part of the id, type or location (server-side, for fleets larger than one page).
+    listDevices: build.query<DeviceList, { q?: string } | void>({
+      query: (arg) => ({ url: "/devices", params: { limit: PAGE, ...(arg?.q ? { q: arg.q } : {}) } }),
       transformResponse: (r: Envelope<{ devices: DeviceSummary[] }>) => ({
         devices: r.data.devices,
         totalDevices: Number(r.meta.totalDevices ?? r.data.devices.length),
@@ -29,7 +32,15 @@ const devicesApi = api.injectEndpoints({
 
 export const { useListDevicesQuery } = devicesApi;
 
-/** Every device (up to 1000), polled every 30 s. */
+/** Every device (the first 1000 by id), polled every 30 s. */
 export function useDevices() {
   return useListDevicesQuery(undefined, { pollingInterval: DEVICES_POLL_MS });
+}
+
+/**
+ * The devices matching `q`, asked of the server, when the fleet is larger than one answer
+ * (`partial`): filtering the first 1000 in the browser would not find device 5,000.
+ */
+export function useDeviceSearch(q: string, partial: boolean) {
+  return useListDevicesQuery({ q }, { skip: !partial || !q, pollingInterval: DEVICES_POLL_MS });
 }

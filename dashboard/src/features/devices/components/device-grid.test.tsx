@@ -94,3 +94,39 @@ test("filters by text and by live status", async () => {
   });
   expect(screen.getAllByRole("article").map((a) => a.getAttribute("aria-label"))).toEqual(["device-003"]);
 });
+
+test("a fleet larger than one answer is searched on the server", async () => {
+  const first = Array.from({ length: 3 }, (_, i) =>
+    deviceSummary({ deviceId: `device-0000${i + 1}`, lastReading: null }),
+  );
+  const found = deviceSummary({ deviceId: "device-05000", location: "paint-shop-7", lastReading: null });
+  const asked: (string | null)[] = [];
+  server.use(
+    http.get("/api/devices", ({ request }) => {
+      const q = new URL(request.url).searchParams.get("q");
+      asked.push(q);
+      return q
+        ? HttpResponse.json(envelope({ devices: [found] }, { totalDevices: 1, activeDevices: 0 }))
+        : HttpResponse.json(envelope({ devices: first }, { totalDevices: 10000, activeDevices: 0 }));
+    }),
+  );
+  renderWithApp(<DeviceGrid />);
+  expect(await screen.findByRole("article", { name: "device-00001" })).toBeInTheDocument();
+  expect(screen.getByTestId("partial-list")).toHaveTextContent(/first 3 of 10,000 devices/);
+  expect(screen.getByRole("heading", { name: /Devices/ })).toHaveTextContent("3 of 10,000");
+  await userEvent.type(screen.getByLabelText("Filter devices"), "paint-shop-7");
+  expect(await screen.findByRole("article", { name: "device-05000" })).toBeInTheDocument();
+  expect(screen.getAllByRole("article")).toHaveLength(1);
+  expect(asked).toContain("paint-shop-7");
+  expect(screen.queryByTestId("partial-list")).toBeNull();
+});
+
+test("a fleet that fits in one answer is filtered in the browser", async () => {
+  const api = serve();
+  renderWithApp(<DeviceGrid />);
+  await screen.findByRole("article", { name: "device-001" });
+  await userEvent.type(screen.getByLabelText("Filter devices"), "pressure");
+  await waitFor(() => expect(screen.getAllByRole("article")).toHaveLength(1));
+  expect(api.calls()).toBe(1);
+  expect(screen.queryByTestId("partial-list")).toBeNull();
+});

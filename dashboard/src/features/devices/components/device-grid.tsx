@@ -3,7 +3,7 @@ import "@/features/devices/devices.css";
 import { useDeferredValue, useMemo, useState } from "react";
 import { useSelector } from "react-redux";
 
-import { useDevices } from "@/features/devices/api/get-devices";
+import { useDeviceSearch, useDevices } from "@/features/devices/api/get-devices";
 import { DeviceCard } from "@/features/devices/components/device-card";
 import { errorMessage } from "@/lib/api-client";
 import type { LiveState } from "@/lib/live/slice";
@@ -53,11 +53,19 @@ function matches(
 
 /** A card per device: REST values first (polled every 30 s), live values over them. */
 export function DeviceGrid() {
-  const { data, error, isLoading, isFetching } = useDevices();
+  const all = useDevices();
   const [text, setText] = useState("");
   const [filter, setFilter] = useState<Filter>("all");
   const deferredText = useDeferredValue(text.trim().toLowerCase());
-  const devices = data?.devices;
+  // More devices than one answer holds: the text filter asks the server.
+  const total = all.data?.totalDevices ?? 0;
+  const partial = all.data !== undefined && total > all.data.devices.length;
+  const search = useDeviceSearch(deferredText, partial);
+  const searching = partial && deferredText !== "";
+  const { data, error, isLoading, isFetching } = searching ? search : all;
+  const devices = searching ? (search.data?.devices ?? all.data?.devices) : data?.devices;
+  const loaded = devices?.length ?? 0;
+  const matching = searching ? (search.data?.totalDevices ?? loaded) : total;
   const byStatus = filter === "warning" || filter === "critical";
   const liveKey = useSelector((s: { live: LiveState }) => (byStatus ? liveStatusKey(s.live.devices) : ""));
   const shown = useMemo(() => {
@@ -80,7 +88,9 @@ export function DeviceGrid() {
           Devices{" "}
           {devices ? (
             <span className="muted count">
-              {shown.length === devices.length ? devices.length : `${shown.length} of ${devices.length}`}
+              {shown.length === total
+                ? total.toLocaleString()
+                : `${shown.length.toLocaleString()} of ${total.toLocaleString()}`}
             </span>
           ) : null}
         </h2>
@@ -126,6 +136,12 @@ export function DeviceGrid() {
       )}
       {devices && devices.length > 0 && shown.length === 0 ? (
         <p className="muted">No device matches.</p>
+      ) : null}
+      {partial && matching > loaded ? (
+        <p className="muted" data-testid="partial-list">
+          Showing the first {loaded.toLocaleString()} of {matching.toLocaleString()} devices (by id): type part
+          of an id, type or location to find the others.
+        </p>
       ) : null}
     </section>
   );
