@@ -192,6 +192,27 @@ async def test_a_burst_of_breaches_is_one_alert_counted_and_auto_resolved(
     assert "RESOLVED" in subjects[1]
 
 
+async def test_a_rise_to_critical_is_notified_a_rise_below_it_is_not(
+    engine_parts: dict[str, Any], webhooks: Webhooks, mailbox: tuple[Mailbox, int]
+) -> None:
+    engine = make_engine(engine_parts)
+    await engine.start()
+    for value in (86, 95, 95, 100, 101):  # medium, high, (repeat), critical, (repeat)
+        await engine.handle(candidate(value=value))
+    sent = [(e, p["severity"]) for e, p, room in engine_parts["events"] if room == "alerts"]
+    assert sent == [
+        ("alert-triggered", "medium"),
+        ("alert-updated", "high"),
+        ("alert-updated", "critical"),
+    ]
+    await asyncio.sleep(0.2)
+    assert webhooks.events() == ["alert-triggered", "alert-updated"]
+    assert webhooks.received[1]["alert"]["severity"] == "critical"
+    subjects = mailbox[0].subjects()
+    assert "TRIGGERED: medium" in subjects[0]
+    assert "SEVERITY RAISED: critical" in subjects[1]
+
+
 async def test_a_batch_counts_its_repeats_in_one_update_and_keeps_order(
     engine_parts: dict[str, Any],
 ) -> None:

@@ -156,7 +156,11 @@ class AlertEngine:
         payload = alert.as_event()
         await self.emit(event, payload, "alerts")
         await self.emit(event, payload, f"device:{alert.device_id}")
-        if event in ("alert-triggered", "alert-escalated", "alert-resolved"):
+        # Notified: a new alert, an escalation, a resolution, and a rise to critical (an
+        # alert that crept from medium to critical is news to whoever is on call).
+        if event in ("alert-triggered", "alert-escalated", "alert-resolved") or (
+            event == "alert-updated" and alert.severity == "critical"
+        ):
             await self.notifier.notify(event, alert)
 
     async def _open(

@@ -62,7 +62,7 @@ class Notifier:
         return out
 
     async def notify(self, event: str, alert: Alert) -> list[str]:
-        """Send ``event`` (alert-triggered|alert-escalated|alert-resolved) on every channel
+        """Send ``event`` (alert-triggered|escalated|updated|resolved) on every channel
         whose rate limit allows; return the channels used."""
         if alert.silenced:
             return []
@@ -133,7 +133,7 @@ class Notifier:
         c = self.config
         assert c.smtp_host is not None
         msg = EmailMessage()
-        what = event.removeprefix("alert-")
+        what = {"alert-updated": "severity raised"}.get(event, event.removeprefix("alert-"))
         msg["Subject"] = (
             f"[iotmon] {what.upper()}: {alert.severity} {alert.alert_type} on {alert.device_id}"
         )
