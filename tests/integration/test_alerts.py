@@ -4,6 +4,7 @@ receiver for webhooks. Time is an injectable clock where waiting would be slow."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -195,6 +196,10 @@ async def test_a_burst_of_breaches_is_one_alert_counted_and_auto_resolved(
 async def test_a_rise_to_critical_is_notified_a_rise_below_it_is_not(
     engine_parts: dict[str, Any], webhooks: Webhooks, mailbox: tuple[Mailbox, int]
 ) -> None:
+    """Even within the notification rate limit (an hour here): once per alert at most."""
+    engine_parts["notifier"].config = dataclasses.replace(
+        engine_parts["notifier"].config, rate_limit_s=3600
+    )
     engine = make_engine(engine_parts)
     await engine.start()
     for value in (86, 95, 95, 100, 101):  # medium, high, (repeat), critical, (repeat)

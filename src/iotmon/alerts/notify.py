@@ -96,6 +96,8 @@ class Notifier:
     def _allowed(self, channel: str, event: str, alert: Alert) -> bool:
         if event == "alert-resolved":
             return self.resolutions_always or alert.id in self._notified
+        if event == "alert-updated":  # a rise to critical: once per alert at most, never held
+            return True
         key = (alert.device_id, channel)
         now = self.clock()
         last = self._last.get(key)
