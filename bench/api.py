@@ -61,7 +61,7 @@ SINGLE_S = 5  # the one-connection run per endpoint
 class Endpoint(NamedTuple):
     name: str
     path: str  # {from} and {to} are filled in when the run starts
-    target_p99_ms: float
+    target_p99_ms: float | None  # None: measured for scale, no target in the issue
 
 
 ENDPOINTS = (
@@ -72,7 +72,10 @@ ENDPOINTS = (
         100,
     ),
     Endpoint("dashboard", "/api/metrics/dashboard", 20),
+    # Not cached: every request runs the whole stack and two queries over the loaded alerts.
+    Endpoint("alerts", "/api/alerts?status=all&limit=50", None),
 )
+ALERTS = 2_000  # resolved alerts over the last day, for the alert list
 
 # wrk's own histogram, printed once at the end as one JSON line (latencies in microseconds).
 LUA = """
@@ -214,13 +217,23 @@ def _load(url: str, now: float, console: Console) -> dict[str, Any]:
                 copy.set_types(["text", "timestamptz", "text", "float8", "text", "text", "text"])
                 for row in rows:
                     copy.write_row(row)
+        conn.execute(
+            "INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold,"
+            " status, triggered_at, resolved_at)"
+            " SELECT 'device-00' || (1 + mod(g, 5)), 'threshold_exceeded', 'bench alert ' || g,"
+            " (ARRAY['low', 'medium', 'high', 'critical'])[1 + mod(g, 4)], 90, 85, 'resolved',"
+            " now() - g * interval '40 seconds', now() - g * interval '40 seconds' + interval"
+            " '20 seconds' FROM generate_series(1, %s) g",
+            (ALERTS,),
+        )
         conn.execute("ANALYZE sensor_readings")
+        conn.execute("ANALYZE alerts")
     seconds = time.perf_counter() - started
     console.print(
         f"  loaded {len(rows):,} readings ({history:,} of {HISTORY_DEVICE} at 1 Hz) "
-        f"with COPY in {seconds:.1f} s"
+        f"with COPY and {ALERTS:,} alerts in {seconds:.1f} s"
     )
-    return {"readings": len(rows), "history_device_readings": history}
+    return {"readings": len(rows), "history_device_readings": history, "alerts": ALERTS}
 
 
 def _fill_redis(env: dict[str, str], redis_url: str, console: Console) -> None:
@@ -387,7 +400,11 @@ def _measure(
             result["valid"] = (
                 check.status_code == 200 and figures["non_2xx"] == 0 and single["non_2xx"] == 0
             )
-            result["met"] = result["valid"] and figures["p99_ms"] < ep.target_p99_ms
+            result["met"] = (
+                None
+                if ep.target_p99_ms is None
+                else result["valid"] and figures["p99_ms"] < ep.target_p99_ms
+            )
             results.append(result)
             console.print(_line(result))
     finally:
@@ -399,14 +416,19 @@ def _measure(
 
 def _line(r: dict[str, Any]) -> str:
     one = r["one_connection"]
-    verdict = (
-        f"[red]{r['non_2xx']:,} of {r['requests']:,} non-2xx (first answer {r['status']})[/]"
-        if not r["valid"]
-        else ("[green]met[/]" if r["met"] else "[yellow]missed[/]")
-    )
+    if not r["valid"]:
+        verdict = (
+            f"[red]{r['non_2xx']:,} of {r['requests']:,} non-2xx (first answer {r['status']})[/]"
+        )
+    elif r["met"] is None:
+        verdict = "no target"
+    else:
+        verdict = f"target < {r['target_p99_ms']:g} ms: " + (
+            "[green]met[/]" if r["met"] else "[yellow]missed[/]"
+        )
     return (
         f"  {r['endpoint']:<10} {r['requests_per_s']:>9,.0f} req/s  p50 {r['p50_ms']:>7.2f} ms  "
-        f"p99 {r['p99_ms']:>7.2f} ms (target < {r['target_p99_ms']:g} ms: {verdict}); "
+        f"p99 {r['p99_ms']:>7.2f} ms ({verdict}); "
         f"1 connection: {one['requests_per_s']:,.0f} req/s, p50 {one['p50_ms']:.2f} ms, "
         f"p99 {one['p99_ms']:.2f} ms;  "
         f"CPU: web {r['cpu']['web_role_pct']}%, PostgreSQL {r['cpu']['postgres_pct']}%, "
@@ -457,12 +479,14 @@ def run_bench(
     for r in result["endpoints"]:
         if not r["valid"]:
             verdict = f"invalid: {r['non_2xx']:,} non-2xx (HTTP {r['status']})"
+        elif r["met"] is None:
+            verdict = "none (not cached)"
         else:
-            verdict = "met" if r["met"] else "**missed**"
+            verdict = f"< {r['target_p99_ms']:g} ms: " + ("met" if r["met"] else "**missed**")
         one = r["one_connection"]
         rows.append(
             f"| `GET {r['path'].split('?')[0]}` | {r['requests_per_s']:,.0f} | {r['p50_ms']} "
-            f"| {r['p99_ms']} | < {r['target_p99_ms']:g} ms: {verdict} | {one['p50_ms']} / "
+            f"| {r['p99_ms']} | {verdict} | {one['p50_ms']} / "
             f"{one['p99_ms']} | {r['bytes_per_response']:,} | {r['cpu']['web_role_pct']}% / "
             f"{r['cpu']['postgres_pct']}% / {r['cpu']['machine_pct']}% |"
         )
@@ -485,7 +509,10 @@ def run_bench(
                 "four devices at their own intervals), Redis filled by the processing role "
                 "(then stopped). Rate limit off (`IOTMON_RATE_LIMIT_PER_MINUTE=0`). History: "
                 "`?from=<24 h ago>&to=<now>&limit=500`, the range fixed when the run starts (so "
-                "the API's one-second answer cache computes it about once a second). Repeats "
+                "the API's one-second answer cache computes it about once a second). The alert "
+                f"list is not cached: {loaded['alerts']:,} resolved alerts of the last day, "
+                "`?status=all&limit=50` (the dashboard's Alerts page), the whole stack and two "
+                "PostgreSQL queries per request. Repeats "
                 "of a cached answer are served by `Replay` in front of FastAPI, with the token, "
                 "rate limit and metrics still checked per request (README, design notes). "
                 "With a fixed number of connections each waiting for its answer, latency is about "

@@ -427,7 +427,9 @@ async def open_alert(db: str, device: str, kind: str, severity: str, at: datetim
     return alert.id
 
 
-async def test_alert_list_filters_pages_and_details(api: Api) -> None:
+async def test_alert_list_filters_pages_and_details(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = datetime.now(UTC)
     a1 = await open_alert(api.db, "device-001", "threshold_exceeded", "critical", now)
     a2 = await open_alert(api.db, "device-002", "data_anomaly", "low", now - timedelta(minutes=1))
@@ -442,6 +444,7 @@ async def test_alert_list_filters_pages_and_details(api: Api) -> None:
     assert [a["id"] for a in body["data"]["alerts"]] == [a1, a2]  # open ones, newest first
     assert body["meta"]["totalAlerts"] == 2
     assert (body["meta"]["criticalAlerts"], body["meta"]["lowAlerts"]) == (1, 1)
+    assert body["meta"]["countsCapped"] is False
     first = body["data"]["alerts"][0]
     assert {"alertId", "deviceId", "type", "severity", "value", "threshold", "status"} <= set(first)
 
@@ -462,6 +465,17 @@ async def test_alert_list_filters_pages_and_details(api: Api) -> None:
     ]
     for bad in ({"status": "sleeping"}, {"severity": "dire"}, {"limit": 0}, {"type": "x"}):
         assert (await api.get("/api/alerts", params=bad)).status_code == 422, bad
+
+    # Past the cap, the counts are those of the newest (here 2 of 3) and say so.
+    from iotmon.alerts import routes
+
+    monkeypatch.setattr(routes, "COUNT_CAP", 2)
+    meta = (await api.get("/api/alerts", params={"status": "all"})).json()["meta"]
+    assert (meta["totalAlerts"], meta["countsCapped"]) == (2, True)
+    assert (meta["criticalAlerts"], meta["lowAlerts"], meta["mediumAlerts"]) == (1, 1, 0)
+    meta = (await api.get("/api/alerts", params={"status": "resolved"})).json()["meta"]
+    assert (meta["totalAlerts"], meta["countsCapped"]) == (1, False)
+    monkeypatch.undo()
 
     r = await api.get(f"/api/alerts/{a3}")
     d = r.json()["data"]

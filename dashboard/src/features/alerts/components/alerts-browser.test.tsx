@@ -81,6 +81,22 @@ test("pages: Next asks for the next offset", async () => {
   expect(await screen.findByText("Page 2 of 3 (60 alerts)")).toBeInTheDocument();
 });
 
+test("past the server's count cap, the pages go on", async () => {
+  const seen: URL[] = [];
+  const full = Array.from({ length: 25 }, (_, i) => makeAlert({ id: i + 1 }));
+  server.use(
+    http.get("/api/alerts", ({ request }) => {
+      seen.push(new URL(request.url));
+      return Response.json(listBody(full, { totalAlerts: 10000, countsCapped: true }));
+    }),
+  );
+  renderWithApp(<AlertsBrowser />, { path: "/alerts", route: "/alerts?page=400" });
+  await screen.findByText("Page 400 of 400+ (10,000+ alerts)");
+  await userEvent.click(screen.getByRole("button", { name: "Next" }));
+  await waitFor(() => expect(seen.at(-1)!.searchParams.get("offset")).toBe("10000"));
+  expect(await screen.findByText("Page 401 of 401+ (10,000+ alerts)")).toBeInTheDocument();
+});
+
 test("a viewer sees no Acknowledge or Resolve buttons", async () => {
   serveAlerts(() => [makeAlert({ id: 1 }), makeAlert({ id: 2, status: "escalated" })]);
   renderWithApp(<AlertsBrowser />, { role: "viewer", path: "/alerts", route: "/alerts" });

@@ -170,6 +170,7 @@ export function AlertsBrowser() {
             total={total}
             onPage={(page) => setFilters({ page })}
             label="Alert pages"
+            more={Boolean(data.meta.countsCapped) && data.alerts.length === PAGE_SIZE}
           />
         </>
       ) : null}

@@ -107,12 +107,15 @@ export function Pagination({
   total,
   onPage,
   label,
+  more = false,
 }: {
   page: number; // 1-based
   pages: number;
   total: number;
   onPage: (page: number) => void;
   label: string;
+  /** The total is a lower bound (the server counts up to 10,000): pages go on past it. */
+  more?: boolean;
 }) {
   return (
     <nav className="pagination row" aria-label={label}>
@@ -120,12 +123,14 @@ export function Pagination({
         Previous
       </button>
       <span>
-        Page {Math.min(page, Math.max(pages, 1))} of {Math.max(pages, 1)} ({total} alert{total === 1 ? "" : "s"})
+        Page {more ? page : Math.min(page, Math.max(pages, 1))} of {Math.max(pages, page, 1).toLocaleString()}
+        {more ? "+" : ""} ({total.toLocaleString()}
+        {more ? "+" : ""} alert{total === 1 && !more ? "" : "s"})
       </span>
       <button
         type="button"
         className="secondary"
-        disabled={page >= pages}
+        disabled={page >= pages && !more}
         onClick={() => onPage(page + 1)}
       >
         Next

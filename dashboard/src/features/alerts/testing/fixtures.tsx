@@ -35,7 +35,7 @@ export function makeAlert(over: Partial<Alert> = {}): Alert {
   };
 }
 
-export function listBody(alerts: Alert[], over: Record<string, number> = {}) {
+export function listBody(alerts: Alert[], over: Record<string, number | boolean> = {}) {
   const count = (s: string) => alerts.filter((a) => a.severity === s).length;
   return {
     success: true,

@@ -22,6 +22,8 @@ export interface AlertListMeta {
   lowAlerts: number;
   limit: number;
   offset: number;
+  /** More than 10,000 match: the counts are those of the newest 10,000. */
+  countsCapped?: boolean;
 }
 
 export interface AlertList {
