@@ -4,6 +4,7 @@ three of them were most of a cached answer's 2 ms of CPU."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, NamedTuple
@@ -143,14 +144,13 @@ class Replay:
                 origin = value
         key = (scope["path"], scope["query_string"], gzip, origin)
         kept = self.kept.get(key)
-        if kept is not None:
-            age = time.monotonic() - kept.born
-            # Expired: one request goes through to compute the answer anew; until it has,
-            # the others get the one before (stale-while-revalidate, RFC 5861), rather than
-            # all queueing behind the computation once a second.
-            usable = age < self.lifetime_s or (
-                key in self.refreshing and age < self.lifetime_s + self.stale_s
-            )
+        # Expired: one request goes through to compute the answer anew; until it has, the
+        # others get the one before (stale-while-revalidate, RFC 5861), rather than all
+        # queueing behind the computation once a second.
+        age = time.monotonic() - kept.born if kept is not None else math.inf
+        usable = age < self.lifetime_s or (
+            key in self.refreshing and age < self.lifetime_s + self.stale_s
+        )
         if (
             kept is not None
             and usable
