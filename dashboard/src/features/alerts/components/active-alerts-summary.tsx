@@ -1,11 +1,11 @@
 // For the overview: open alerts by severity and the latest few, linking to the alerts page.
 import { Link } from "react-router-dom";
 
+import { QueryStatus } from "@/components/query-status";
 import { useAlertsListQuery } from "@/features/alerts/api/get-alerts";
 import { SeverityBadge, StatusText } from "@/features/alerts/components/alert-badges";
 import { useAlertLiveSync } from "@/features/alerts/hooks/use-alert-live-sync";
 import { SEVERITIES } from "@/features/alerts/types";
-import { errorMessage } from "@/lib/api-client";
 import { ago, formatTime } from "@/utils/format";
 
 import "@/features/alerts/alerts.css";
@@ -28,12 +28,7 @@ export function ActiveAlertsSummary() {
           {data ? total : "–"}
         </span>
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data ? (
         <>
           <ul className="severity-counts" aria-label="Open alerts by severity">

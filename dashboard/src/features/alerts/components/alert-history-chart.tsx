@@ -4,9 +4,9 @@ import { format } from "date-fns";
 import { useMemo } from "react";
 
 import { downloadPng, Plot, type PlotData } from "@/components/plot";
+import { QueryStatus } from "@/components/query-status";
 import { useAlertHistoryQuery } from "@/features/alerts/api/get-alert-history";
 import { SEVERITIES, SEVERITY_COLOUR } from "@/features/alerts/types";
-import { errorMessage } from "@/lib/api-client";
 import type { Alert } from "@/types/api";
 
 const NAME = "Alerts per day, last 7 days";
@@ -66,12 +66,7 @@ export function AlertHistoryChart() {
           Export PNG
         </button>
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data ? (
         <>
           <Plot name={NAME} data={traces} layout={layout} height={240} />

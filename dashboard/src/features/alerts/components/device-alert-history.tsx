@@ -3,12 +3,12 @@
 import { useState } from "react";
 import { Link } from "react-router-dom";
 
+import { QueryStatus } from "@/components/query-status";
 import { useAlertsListQuery } from "@/features/alerts/api/get-alerts";
 import { AlertDetailFromUrl } from "@/features/alerts/components/alert-detail-dialog";
 import { AlertsTable, Pagination } from "@/features/alerts/components/alerts-table";
 import { useAlertLiveSync } from "@/features/alerts/hooks/use-alert-live-sync";
 import { useAlertParam } from "@/features/alerts/hooks/use-alert-param";
-import { errorMessage } from "@/lib/api-client";
 
 import "@/features/alerts/alerts.css";
 
@@ -37,12 +37,7 @@ export function DeviceAlertHistory({ deviceId }: { deviceId: string }) {
         <span className="spacer" />
         <Link to={`/alerts?deviceId=${encodeURIComponent(deviceId)}`}>On the alerts page →</Link>
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data ? (
         <>
           <AlertsTable

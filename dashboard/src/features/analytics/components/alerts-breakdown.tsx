@@ -2,12 +2,12 @@
 import { useMemo } from "react";
 
 import { Plot, type PlotData } from "@/components/plot";
+import { QueryStatus } from "@/components/query-status";
 import { useTheme } from "@/components/theme";
 import { useAnalyticsSummaryQuery } from "@/features/analytics/api/get-analytics-summary";
 import { SUMMARY_POLL_MS } from "@/features/analytics/components/device-heatmap";
 import { CsvButton, PngButton } from "@/features/analytics/components/export-buttons";
 import { hoursLabel } from "@/features/analytics/components/hours-picker";
-import { errorMessage } from "@/lib/api-client";
 
 const NAME = "Alerts by type and severity";
 const SEVERITY_ORDER = ["critical", "high", "medium", "low"];
@@ -74,12 +74,7 @@ export function AlertsBreakdown({ hours }: { hours: number }) {
         <PngButton chart={NAME} disabled={!data?.alerts.total} />
         <CsvButton name="alerts breakdown" rows={rows} />
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data && data.alerts.total > 0 ? <Plot name={NAME} data={traces} layout={layout} height={240} /> : null}
       {data && data.alerts.total === 0 ? <p className="muted">No alerts in this period.</p> : null}
     </section>

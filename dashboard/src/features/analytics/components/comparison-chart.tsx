@@ -4,6 +4,7 @@
 import { useMemo } from "react";
 
 import { Plot, type PlotData, type PlotLayout } from "@/components/plot";
+import { QueryStatus } from "@/components/query-status";
 import { useTheme } from "@/components/theme";
 import { useAnalyticsDeviceRangesQuery } from "@/features/analytics/api/get-device-ranges";
 import { useAnalyticsSummaryQuery } from "@/features/analytics/api/get-analytics-summary";
@@ -12,7 +13,6 @@ import { CsvButton, PngButton } from "@/features/analytics/components/export-but
 import { hoursLabel } from "@/features/analytics/components/hours-picker";
 import type { DeviceRange, SummaryDevice } from "@/features/analytics/types";
 import { deviceScale, toPercent, type Scale } from "@/features/analytics/utils/stats";
-import { errorMessage } from "@/lib/api-client";
 import { formatValue } from "@/utils/format";
 
 import "@/features/analytics/analytics.css";
@@ -131,12 +131,7 @@ export function ComparisonChart({ hours }: { hours: number }) {
         Bar: lowest to highest reading; dot: average. 0 % and 100 % (dotted) are the bottom and
         top of each device&apos;s normal range; red bars leave it.
       </p>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {summary.isLoading || ranges.isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={summary.isLoading || ranges.isLoading} />
       {rows.length ? <Plot name={NAME} data={data} layout={layout} height={320} /> : null}
       {summary.data && !rows.length ? <p className="muted">No readings in this period yet.</p> : null}
     </section>

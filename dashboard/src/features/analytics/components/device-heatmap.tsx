@@ -1,11 +1,11 @@
 // The summary's device x hour heatmap, with PNG and CSV export.
+import { QueryStatus } from "@/components/query-status";
 import { useAnalyticsSummaryQuery } from "@/features/analytics/api/get-analytics-summary";
 import { CsvButton, fileName } from "@/features/analytics/components/export-buttons";
 import { Heatmap } from "@/features/analytics/components/heatmap";
 import { hoursLabel } from "@/features/analytics/components/hours-picker";
 import { downloadHeatmapPng, heatmapCsvRows } from "@/features/analytics/utils/heatmap-png";
 import { useTheme } from "@/components/theme";
-import { errorMessage } from "@/lib/api-client";
 
 import "@/features/analytics/analytics.css";
 
@@ -32,12 +32,7 @@ export function DeviceHeatmap({ hours }: { hours: number }) {
         </button>
         <CsvButton name="heatmap" rows={data ? heatmapCsvRows(data.heatmap) : []} />
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data ? <Heatmap data={data.heatmap} units={units} caption={title} /> : null}
       {data && data.devices.length > data.heatmap.devices.length && data.heatmap.devices.length >= 100 ? (
         <p className="muted">The first 100 devices are shown.</p>

@@ -4,13 +4,13 @@
 import { useMemo, useState } from "react";
 
 import { Plot, type PlotData, type PlotLayout } from "@/components/plot";
+import { QueryStatus } from "@/components/query-status";
 import { useAnalyticsDeviceTrendQuery } from "@/features/analytics/api/get-device-trend";
 import { useAnalyticsSummaryQuery } from "@/features/analytics/api/get-analytics-summary";
 import { SUMMARY_POLL_MS } from "@/features/analytics/components/device-heatmap";
 import { CsvButton, PngButton } from "@/features/analytics/components/export-buttons";
 import type { DeviceTrend } from "@/features/analytics/types";
 import { slope } from "@/features/analytics/utils/stats";
-import { errorMessage } from "@/lib/api-client";
 import { formatValue } from "@/utils/format";
 
 import "@/features/analytics/analytics.css";
@@ -150,12 +150,7 @@ export function DeviceTrendChart({ hours }: { hours: number }) {
         <PngButton chart={NAME} disabled={!trends.some((t) => t.hourly.length)} />
         <CsvButton name="device trend" rows={csvRows} />
       </div>
-      {summary.error || error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(summary.error ?? error)}
-        </p>
-      ) : null}
-      {summary.isLoading || ta.isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={summary.error ?? error} loading={summary.isLoading || ta.isLoading} />
       {trends.length === 1 && trends[0] ? <TrendFigures trend={trends[0]} /> : null}
       {trends.length > 1 ? (
         <ul className="trend-compare">

@@ -4,10 +4,10 @@
 import { useMemo, useState } from "react";
 
 import { Plot, type PlotData, type PlotLayout } from "@/components/plot";
+import { QueryStatus } from "@/components/query-status";
 import { useAnalyticsSystemMetricsQuery } from "@/features/analytics/api/get-system-metrics";
 import { CsvButton, PngButton } from "@/features/analytics/components/export-buttons";
 import type { SystemMetrics } from "@/features/analytics/types";
-import { errorMessage } from "@/lib/api-client";
 
 import "@/features/analytics/analytics.css";
 
@@ -135,12 +135,7 @@ export function SystemUtilisation() {
         <span className="spacer" />
         <CsvButton name="system figures" rows={list} />
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data ? (
         <>
           {data.host.cpus && data.host.loadAverage[0] !== undefined ? (

@@ -4,12 +4,12 @@
 import { useMemo, useState } from "react";
 import { Link } from "react-router-dom";
 
+import { QueryStatus } from "@/components/query-status";
 import { useAnalyticsSummaryQuery } from "@/features/analytics/api/get-analytics-summary";
 import { SUMMARY_POLL_MS } from "@/features/analytics/components/device-heatmap";
 import { CsvButton } from "@/features/analytics/components/export-buttons";
 import type { AnalyticsSummary } from "@/features/analytics/types";
 import { trendsByDevice, type RowTrend } from "@/features/analytics/utils/stats";
-import { errorMessage } from "@/lib/api-client";
 import { formatValue } from "@/utils/format";
 
 import "@/features/analytics/analytics.css";
@@ -127,12 +127,7 @@ export function TrendsTable({ hours }: { hours: number }) {
         </label>
         <CsvButton name="device trends" rows={shown as unknown as Record<string, unknown>[]} columns={TREND_COLUMNS} />
       </div>
-      {error ? (
-        <p role="alert" className="error-text">
-          {errorMessage(error)}
-        </p>
-      ) : null}
-      {isLoading ? <p>Loading…</p> : null}
+      <QueryStatus error={error} loading={isLoading} />
       {data ? (
         <div className="table-scroll">
           <table className="trends-table">
