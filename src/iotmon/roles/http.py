@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from iotmon import __version__
 from iotmon.roles import Role
 from iotmon.roles.runtime import Services
-from iotmon.web.asgi import Observe
+from iotmon.web.asgi import Observe, Observer
 from iotmon.web.health import health
 
 
@@ -29,11 +29,7 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
         openapi_url="/api/openapi.json",
     )
 
-    def count(scope: Any, status: int, seconds: float) -> None:
-        if scope["path"] not in ("/health", "/metrics", "/api/health"):  # not the probes
-            services.requests.record(status >= 500)
-
-    app.add_middleware(Observe, observers=[count])
+    app.add_middleware(Observe, observers=[counter(services)])
 
     @app.get("/health")
     async def get_health() -> Response:
@@ -60,6 +56,17 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
         if wrap is not None:
             asgi = wrap(asgi)
     return asgi
+
+
+def counter(services: Services) -> Observer:
+    """The observer that counts requests (and 5xx) into the process's request window, which
+    /health and /api/health report; the probes themselves are not counted."""
+
+    def count(scope: Any, status: int, seconds: float) -> None:
+        if scope["path"] not in ("/health", "/metrics", "/api/health"):
+            services.requests.record(status >= 500)
+
+    return count
 
 
 class _Server(uvicorn.Server):

@@ -95,17 +95,18 @@ class WebRole:
     def wrap(self, app: FastAPI) -> Any:
         """The process's ASGI app: Socket.IO at /socket.io, everything else to ``app``."""
         self.api.install(app)
+        from iotmon.roles.http import counter
         from iotmon.web import metrics
         from iotmon.web.app import HOT_CACHE_S
         from iotmon.web.asgi import Replay
 
-        requests = self.services.requests
         self.live.app.other_asgi_app = Replay(
             app,
             lifetime_s=HOT_CACHE_S,
             authorize=self.api.may_read,
             gate=self.api.admit,
-            observers=[metrics.observe, lambda scope, status, s: requests.record(False)],
+            # What the stack's own observers would have seen of these requests.
+            observers=[metrics.observe, counter(self.services)],
         )
         return self.live.app
 
