@@ -78,6 +78,7 @@ class _Kept(NamedTuple):
     route: Any  # for the observers (the route template)
     start: Message
     body: Sequence[Message]
+    size: int  # bytes of the body
 
 
 class Replay:
@@ -201,15 +202,17 @@ class Replay:
             for m in sent[1:]
         ]
         role, born = shareable
-        self._make_room(key, sum(len(m["body"]) for m in body))
-        self.kept[key] = _Kept(born, role, scope.get("route"), start, body)
+        size = sum(len(m["body"]) for m in body)
+        answer = _Kept(born, role, scope.get("route"), start, body, size)
+        self._make_room(key, answer.size)
+        self.kept[key] = answer
 
     def _make_room(self, key: tuple[str, bytes, bool, bytes | None], size: int) -> None:
         """At most ``max_kept`` answers and ``max_bytes`` of bodies: expired answers go
         first, and if that is not enough, all of them (they are a second's worth)."""
         old = self.kept.pop(key, None)
         if old is not None:
-            self.size -= sum(len(m["body"]) for m in old.body)
+            self.size -= old.size
         if len(self.kept) < self.max_kept and self.size + size <= self.max_bytes:
             self.size += size
             return
@@ -217,7 +220,7 @@ class Replay:
         for k, kept in list(self.kept.items()):
             if now - kept.born >= self.lifetime_s + self.stale_s:
                 del self.kept[k]
-                self.size -= sum(len(m["body"]) for m in kept.body)
+                self.size -= kept.size
         if len(self.kept) >= self.max_kept or self.size + size > self.max_bytes:
             self.kept.clear()
             self.size = 0
