@@ -48,13 +48,9 @@ class Api:
         return await self.http.put(path, headers=self.h(role), **kw)
 
 
-@pytest.fixture
-async def api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
-    settings = settings.model_copy(update={"rate_limit_per_minute": 0})
+def web_app(settings: Settings, database_url: str) -> tuple[WebRole, Any]:
+    """A web role on the real PostgreSQL and Redis, and the ASGI app a process would serve."""
     assert settings.redis_url is not None
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for role in auth.ROLES:
-            auth.create_user(conn, role, PASSWORD, role)
     services = Services(
         settings=settings,
         bus=None,  # type: ignore[arg-type]
@@ -62,7 +58,17 @@ async def api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
         redis_url=settings.redis_url.get_secret_value(),
     )
     role = WebRole(services)
-    app = make_app(services, [role], {"database", "redis"})
+    return role, make_app(services, [role], {"database", "redis"})
+
+
+@pytest.fixture
+async def api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
+    settings = settings.model_copy(update={"rate_limit_per_minute": 0})
+    assert settings.redis_url is not None
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for role in auth.ROLES:
+            auth.create_user(conn, role, PASSWORD, role)
+    role, app = web_app(settings, database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(role.run(stop))
     await asyncio.sleep(0.2)
@@ -722,16 +728,7 @@ async def test_rate_limit_is_shared_by_web_processes_and_answers_429(
     a client's sixth request is refused whichever process gets it."""
     limit = settings.model_copy(update={"rate_limit_per_minute": 5})
     api.role.api.settings = limit
-    assert settings.redis_url is not None
-    services = Services(
-        settings=limit,
-        bus=None,  # type: ignore[arg-type]
-        database_url=database_url,
-        redis_url=settings.redis_url.get_secret_value(),
-    )
-    other = WebRole(services)
-    other.api.settings = limit
-    other_app = make_app(services, [other], {"database", "redis"})
+    other, other_app = web_app(limit, database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(other.run(stop))
     try:
@@ -777,14 +774,7 @@ async def test_the_dashboard_is_served_with_its_routes_and_cache_headers(
     code = "export const x = 1;\n" * 200
     (tmp_path / "assets" / "index-AbC123.js").write_text(code)
     (tmp_path.parent / "secret.txt").write_text("not for the web")
-    assert settings.redis_url is not None
-    services = Services(
-        settings=settings.model_copy(update={"dashboard_dir": tmp_path}),
-        bus=None,  # type: ignore[arg-type]
-        database_url=database_url,
-        redis_url=settings.redis_url.get_secret_value(),
-    )
-    app = make_app(services, [WebRole(services)], {"database", "redis"})
+    _, app = web_app(settings.model_copy(update={"dashboard_dir": tmp_path}), database_url)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         for path in ("/", "/devices/device-001", "/alerts?status=active"):
