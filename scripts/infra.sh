@@ -6,6 +6,10 @@
 #   scripts/infra.sh down     stop everything (idempotent); data is kept
 #   scripts/infra.sh status   show each service up/down; exit 1 if any is down
 #   scripts/infra.sh env      print the env lines written by the last `up`
+#   scripts/infra.sh start|stop|restart|kill9 postgres|redis|kafka|mosquitto
+#                             one service alone (fault injection in tests/reliability): `kill9`
+#                             is SIGKILL (PostgreSQL: `pg_ctl stop -m immediate`, a crash);
+#                             `start` after it recovers as after a power cut
 #
 # Environment knobs (all optional):
 #   IOTMON_INFRA_DIR   state dir (data, logs, pids, configs)   default: <repo>/var/infra
@@ -598,18 +602,70 @@ cmd_status() {
     return "$bad"
 }
 
+# One service alone: start|stop|restart|kill9 SERVICE (tests/reliability injects faults).
+kill9_pid() { # NAME PIDFILE PATTERN
+    if ! pid_alive "$2" "$3"; then rm -f "$2"; log "$1: not running"; return 0; fi
+    local pid; pid="$(pid_of "$2")"
+    begin "$1: SIGKILL (pid $pid) ..."
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_pid_gone "$pid" 30 || fail_with "" "$1: pid $pid still there 30s after SIGKILL"
+    rm -f "$2"
+    ok_since
+}
+
+cmd_service() { # ACTION SERVICE
+    local action="$1" svc="${2:-}"
+    case "$svc" in postgres|redis|kafka|mosquitto) ;; *) usage >&2; exit 2 ;; esac
+    lock
+    mkdir -p "$LOGS" "$RUN"
+    if [[ "$action" == stop || "$action" == restart ]]; then
+        case "$svc" in
+            postgres) pg_down ;;
+            redis) redis_down ;;
+            kafka) kafka_down ;;
+            mosquitto) mqtt_down ;;
+        esac
+    fi
+    if [[ "$action" == kill9 ]]; then
+        case "$svc" in
+            postgres)
+                pg_locate
+                if pg_running; then
+                    begin "postgres: crash (pg_ctl stop -m immediate) ..."
+                    pg_run "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 60 -s >>"$PG_LOG" 2>&1 \
+                        || fail_with "$PG_LOG" "postgres: pg_ctl stop -m immediate failed"
+                    ok_since
+                else
+                    log "postgres: not running"
+                fi ;;
+            redis) kill9_pid redis "$REDIS_PID" redis-server ;;
+            kafka) kill9_pid kafka "$KAFKA_PID" kafka.Kafka ;;
+            mosquitto) kill9_pid mosquitto "$MQTT_PID" mosquitto ;;
+        esac
+    fi
+    if [[ "$action" == start || "$action" == restart ]]; then
+        case "$svc" in
+            postgres) pg_up ;;
+            redis) redis_up ;;
+            kafka) ensure_java_mvn; kafka_up ;;
+            mosquitto) mqtt_up ;;
+        esac
+    fi
+}
+
 cmd_env() {
     [[ -s "$ENV_FILE" ]] || die "no $ENV_FILE yet: run 'scripts/infra.sh up' first"
     cat "$ENV_FILE"
 }
 
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    start|stop|restart|kill9) cmd_service "$1" "${2:-}" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac
