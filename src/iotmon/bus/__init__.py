@@ -131,4 +131,5 @@ def topic_specs(prefix: str = "") -> list[TopicSpec]:
         TopicSpec(f"{prefix}metrics", 2),
         TopicSpec(f"{prefix}device-status", 1),
         TopicSpec(f"{prefix}sensors-data.dlq", 1),
+        TopicSpec(f"{prefix}alerts.dlq", 1),
     ]

@@ -30,6 +30,18 @@ SEEDED: tuple[DeviceSpec, ...] = (
 
 SENSOR_TYPES: frozenset[str] = frozenset(d.sensor_type for d in SEEDED)
 
+# The physical range of each sensor type: a reading outside it is rejected
+# (``value_out_of_range``), never stored. Wide enough for any real sensor of the kind, narrow
+# enough that no sum of squares over years of readings can overflow a double.
+VALUE_RANGE: dict[str, tuple[float, float]] = {
+    "temperature": (-460.0, 10_000.0),  # below absolute zero in °F, up to a furnace
+    "pressure": (-1e4, 1e7),
+    "vibration": (-1e6, 1e6),
+    "production": (0.0, 1e9),
+    "quality": (0.0, 100.0),  # a percentage
+}
+assert set(VALUE_RANGE) == SENSOR_TYPES
+
 _LOCATIONS = ("assembly-line", "packaging-line", "quality-control", "press-shop", "paint-shop")
 
 

@@ -11,6 +11,9 @@ lost its partitions in a rebalance cannot write a batch twice.
 
 Rejected messages go to the dead-letter topic (original bytes and headers, plus the reason)
 and are flushed before the batch commits: a DLQ message may repeat after a crash, never vanish.
+It runs on the consumer pipeline's parts (roles/pipeline.py): a decoder that cannot raise, and
+a COPY that isolates the rows PostgreSQL refuses (halving the batch inside savepoints of the
+batch's one transaction) and dead-letters them, so exactly-once holds for the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
@@ -29,10 +32,18 @@ import psycopg
 from prometheus_client import Counter, Histogram
 
 from iotmon import logging as log
-from iotmon.bus import OFFSET_BEGINNING, Bus, BusError, Consumer, Message, Producer, TopicPartition
+from iotmon.bus import OFFSET_BEGINNING, Bus, BusError, Consumer, Message, TopicPartition
+from iotmon.bus.pipeline import DeadLetters, Reasons, decode_batch, isolate
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.models import COPY_COLUMNS, COPY_TYPES, Limits, Rejection, Row, parse_many
+from iotmon.readings.models import (
+    COPY_COLUMNS,
+    COPY_TYPES,
+    Limits,
+    Rejection,
+    Row,
+    parse_many,
+)
 
 logger = log.get(__name__)
 
@@ -50,6 +61,18 @@ FENCED = Counter(
 )
 
 _device, _ts = itemgetter(0), itemgetter(1)
+
+# SQLSTATE classes that mean "this data", not "this connection": data exception (22: bad
+# text, out-of-range numbers), integrity (23), program limit (54: e.g. jsonb too deep).
+_REFUSING_CLASSES = ("22", "23", "54")
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """Is ``exc`` PostgreSQL (or the row encoder) refusing the data, rather than weather?"""
+    if isinstance(exc, psycopg.Error):
+        return (exc.sqlstate or "")[:2] in _REFUSING_CLASSES
+    return isinstance(exc, ValueError | TypeError | OverflowError | RecursionError)
+
 
 OFFSETS_TIMEOUT_S = 60.0
 
@@ -87,6 +110,7 @@ class PreparedBatch:
 
     rows: list[Row]
     rejects: list[tuple[Message, Rejection]]
+    messages: list[Message]  # the batch, to find the message of a row PostgreSQL refuses
     fence: dict[int, int | None]  # per partition: the stored offset the batch starts from
     end: dict[int, int]  # per partition: the next offset after the batch
     started: float
@@ -143,7 +167,7 @@ class Ingestor:
         self._conn: psycopg.Connection[Any] | None = None  # the writer's
         self._offsets_conn: psycopg.Connection[Any] | None = None  # the reader's
         self._consumer: Consumer | None = None
-        self._dlq: Producer | None = None
+        self._dlq: DeadLetters | None = None
         self._writer: _Writer | None = None
         self._stop = threading.Event()
         # Reader's view: per assigned partition, where the next batch starts (None = nothing
@@ -274,12 +298,14 @@ class Ingestor:
                     from_offset=start,
                     to_offset=off,
                 )
-        rows, rejected = parse_many(
-            [m.value() or b"" for m in messages], self.clock(), self.config.limits
+        now, limits = self.clock(), self.config.limits
+        rows, rejected = decode_batch(
+            lambda raws: parse_many(raws, now, limits), [m.value() or b"" for m in messages]
         )
         batch = PreparedBatch(
             rows=rows,
             rejects=[(messages[i], rej) for i, rej in rejected],
+            messages=messages,
             fence={p: fence[p] for p in last},
             end={p: off + 1 for p, off in last.items()},
             started=started,
@@ -299,8 +325,10 @@ class Ingestor:
 
     # --- writer: dead-letter, COPY, offsets, commit ---
     def write(self, batch: PreparedBatch) -> None:
-        if batch.rejects:
-            self._dead_letter(batch.rejects)
+        assert self._dlq is not None
+        self._dlq.send_all(batch.rejects)
+        for _, rej in batch.rejects:
+            REJECTED.labels(rej.reason).inc()
         rows, topic = batch.rows, self.config.topic
         conn = self.conn
         if rows:  # every day from the oldest to the newest reading of the batch
@@ -313,20 +341,14 @@ class Ingestor:
         new_ids = set(map(_device, rows)) - self._known_devices
         new_devices = {r[0]: r for r in rows if r[0] in new_ids} if new_ids else {}
         bus_id = self.bus.bus_id
+        refused: list[tuple[Row, BaseException]] = []
         with conn.transaction(), conn.cursor() as cur:
             if new_devices:
-                cur.executemany(
-                    "INSERT INTO devices (device_id, device_type, location, unit, status)"
-                    " VALUES (%s, %s, COALESCE(%s, 'unknown'), %s, 'unregistered')"
-                    " ON CONFLICT (device_id) DO NOTHING",
-                    [(d, r[2], r[5], r[4]) for d, r in new_devices.items()],
-                )
+                self._register(cur, new_devices)
             if rows:
-                with cur.copy(COPY_SQL) as copy:
-                    copy.set_types(COPY_TYPES)
-                    write = copy.write_row
-                    for row in rows:
-                        write(row)
+                refused = self._copy(cur, rows)
+                if refused:
+                    self._dead_letter_rows(batch, refused)
             for p, end in batch.end.items():
                 cur.execute(
                     "UPDATE ingest_offsets SET next_offset = %s, updated_at = now()"
@@ -348,29 +370,56 @@ class Ingestor:
             logger.info(
                 "devices registered", devices=sorted(new_devices)[:20], count=len(new_devices)
             )
-        self.stats.stored += len(rows)
-        self.stats.rejected += len(batch.rejects)
+        self.stats.stored += len(rows) - len(refused)
+        self.stats.rejected += len(batch.rejects) + len(refused)
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
-        INGESTED.inc(len(rows))
+        INGESTED.inc(len(rows) - len(refused))
         BATCH_SECONDS.observe(time.perf_counter() - batch.started)
 
-    def _dead_letter(self, rejects: list[tuple[Message, Rejection]]) -> None:
+    def _copy(self, cur: psycopg.Cursor[Any], rows: list[Row]) -> list[tuple[Row, BaseException]]:
+        """COPY the rows in a savepoint; if PostgreSQL (or the encoder) refuses one, find it by
+        halving and return the refused rows with their errors. Lost connections raise."""
+
+        def copy_rows(part: Sequence[Row]) -> None:
+            with cur.connection.transaction(), cur.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                write = copy.write_row
+                for row in part:
+                    write(row)
+
+        return isolate(copy_rows, rows, refuses=refused_by_database).refused
+
+    def _register(self, cur: psycopg.Cursor[Any], new_devices: dict[str, Row]) -> None:
+        def insert(part: Sequence[tuple[str, Row]]) -> None:
+            with cur.connection.transaction():
+                cur.executemany(
+                    "INSERT INTO devices (device_id, device_type, location, unit, status)"
+                    " VALUES (%s, %s, COALESCE(%s, 'unknown'), %s, 'unregistered')"
+                    " ON CONFLICT (device_id) DO NOTHING",
+                    [(d, r.sensor_type, r.location, r.unit) for d, r in part],
+                )
+
+        result = isolate(insert, list(new_devices.items()), refuses=refused_by_database)
+        for (device_id, _), exc in result.refused:
+            new_devices.pop(device_id, None)
+            logger.warning("device not registered", device=device_id, error=str(exc)[:300])
+
+    def _dead_letter_rows(
+        self, batch: PreparedBatch, refused: list[tuple[Row, BaseException]]
+    ) -> None:
+        """The rows PostgreSQL refused go to the DLQ as the messages they came from."""
         assert self._dlq is not None
-        for m, rej in rejects:
-            source = f"{m.topic()}[{m.partition()}]@{m.offset()}"
-            headers = [
-                *(m.headers() or []),
-                ("x-iotmon-reason", rej.reason.encode()),
-                ("x-iotmon-detail", rej.detail.encode()[:1000]),
-                ("x-iotmon-source", source.encode()),
-            ]
-            self._dlq.produce(self.config.dlq_topic, m.value() or b"", key=m.key(), headers=headers)
-            REJECTED.labels(rej.reason).inc()
-            logger.debug("rejected", reason=rej.reason, detail=rej.detail, source=source)
-        remaining = self._dlq.flush(30)
-        if remaining:
-            raise BusError(f"{remaining} dead-letter messages not acknowledged in time")
+        rejected = {id(m) for m, _ in batch.rejects}
+        stored = [m for m in batch.messages if id(m) not in rejected]  # row i <- stored[i]
+        index = {id(r): i for i, r in enumerate(batch.rows)}
+        out = []
+        for row, exc in refused:
+            detail = f"PostgreSQL refused the row: {type(exc).__name__}: {exc}"[:500]
+            out.append((stored[index[id(row)]], Rejection(Reasons.WRITE_REJECTED, detail)))
+            REJECTED.labels(Reasons.WRITE_REJECTED).inc()
+        logger.warning("rows refused by PostgreSQL dead-lettered", rows=len(out))
+        self._dlq.send_all(out)
 
     # --- the loop ---
     def run(
@@ -381,7 +430,11 @@ class Ingestor:
         self._stop = stop
         consumer = self.bus.consumer(self.config.group_id, name="iotmon-ingestion")
         self._consumer = consumer
-        self._dlq = self.bus.producer(name="iotmon-ingestion-dlq")
+        self._dlq = DeadLetters(
+            self.bus.producer(name="iotmon-ingestion-dlq"),
+            self.config.dlq_topic,
+            self.config.group_id,
+        )
         writer = self._writer = _Writer(self.write)
         consumer.subscribe(
             [self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke

@@ -3,28 +3,54 @@
 ``parse`` is the hot path of ingestion: bytes in, a row for COPY out, or a ``Rejection`` with a
 reason code a person can act on. The shape is checked by msgspec in C; the
 rules that need the clock (future, retention) are checked after.
+
+Whatever the bytes, the answer is a row or a ``Rejection``: no other exception leaves
+``parse`` or ``parse_many`` (tests/unit/readings/test_fuzz.py holds them to that). A row is
+also one PostgreSQL will take: no NUL or lone surrogate in any text, metadata shallow and
+serialisable, the value within its sensor type's physical range (so no sum of squares in SQL
+or in the windows can overflow).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import msgspec
 import orjson
 from psycopg.types.json import Jsonb
 
-from iotmon.devices.models import SENSOR_TYPES
+from iotmon.bus.pipeline import Reasons
+from iotmon.bus.pipeline import Rejection as Rejection  # readings' rejections are the pipeline's
+from iotmon.devices.models import SENSOR_TYPES, VALUE_RANGE
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+ABS_MAX_VALUE = 1e12  # for a sensor type without a range of its own
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,49}$")  # everywhere a device id is taken
 _NON_FINITE = re.compile(rb"\b(NaN|-?Infinity)\b")
+MAX_METADATA_DEPTH = 8
 
-# (device_id, timestamp, sensor_type, value, unit, location, status, metadata)
-Row = tuple[str, datetime, str, float, str, str | None, str, Jsonb | None]
+
+class Row(NamedTuple):
+    """One reading as stored: the columns of ``sensor_readings`` in COPY order."""
+
+    device_id: str
+    timestamp: datetime
+    sensor_type: str
+    value: float
+    unit: str
+    location: str | None
+    status: str
+    metadata: Jsonb | None
+
+
+# A Row from a tuple of its eight fields without namedtuple's Python-level __new__ (hot path).
+_row: Callable[[tuple[Any, ...]], Row] = functools.partial(tuple.__new__, Row)
 
 COPY_COLUMNS = (
     "device_id",
@@ -51,6 +77,8 @@ class Reason:
     UNKNOWN_SENSOR_TYPE = "unknown_sensor_type"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    INVALID_TEXT = "invalid_text"  # NUL or a lone surrogate: PostgreSQL cannot store it
 
     ALL = (
         PAYLOAD_TOO_LARGE,
@@ -62,22 +90,35 @@ class Reason:
         UNKNOWN_SENSOR_TYPE,
         TIMESTAMP_IN_FUTURE,
         TIMESTAMP_TOO_OLD,
+        VALUE_OUT_OF_RANGE,
+        INVALID_TEXT,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection(Exception):
-    reason: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
+    # Besides these, the pipeline's own: ``decoder_error`` (a surprise the decoder raised,
+    # which the fuzz tests say does not happen) and ``write_rejected`` (PostgreSQL refused it).
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What a reading may be besides its shape: one object, built from the settings by
+    ``limits_from``, so ingestion and processing judge the same bytes the same way."""
+
     max_future: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=90)
+    value_range: Mapping[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(VALUE_RANGE)
+    )
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def limits_from(settings: Any) -> Limits:
+    """The reading limits of a deployment (``IOTMON_MAX_FUTURE_SKEW_S``,
+    ``IOTMON_RETENTION_READINGS_DAYS``)."""
+    return Limits(
+        max_future=timedelta(seconds=settings.max_future_skew_s),
+        max_age=timedelta(days=settings.retention_readings_days),
+    )
 
 
 SensorType = Literal["temperature", "pressure", "vibration", "production", "quality"]
@@ -119,8 +160,56 @@ def _classify(exc: msgspec.ValidationError, raw: bytes) -> Rejection:
     return Rejection(Reason.INVALID_FIELD, text)
 
 
-def parse(raw: bytes, now: datetime, limits: Limits = Limits()) -> Row:
-    """Validate one message; return its row or raise ``Rejection``."""
+def parse(raw: bytes, now: datetime, limits: Limits = DEFAULT_LIMITS) -> Row:
+    """Validate one message; return its row or raise ``Rejection`` (and nothing else)."""
+    try:
+        return _parse(raw, now, limits)
+    except Rejection:
+        raise
+    except RecursionError:
+        raise Rejection(Reason.INVALID_JSON, "nested too deeply") from None
+    except UnicodeError as exc:
+        raise Rejection(Reason.INVALID_JSON, f"not valid UTF-8: {exc}"[:300]) from None
+    except Exception as exc:  # a decoder surprise is this record's problem, not the batch's
+        raise Rejection(Reasons.DECODER_ERROR, f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _check_text(name: str, text: str | None) -> None:
+    if text is None or (text.isascii() and "\x00" not in text):
+        return
+    if "\x00" in text:
+        raise Rejection(Reason.INVALID_TEXT, f"'{name}' contains a NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise Rejection(Reason.INVALID_TEXT, f"'{name}' contains a lone surrogate") from None
+
+
+def _depth(obj: Any, limit: int) -> int:
+    if limit < 0:
+        return 0
+    if isinstance(obj, dict):
+        return 1 + max((_depth(v, limit - 1) for v in obj.values()), default=0)
+    if isinstance(obj, list):
+        return 1 + max((_depth(v, limit - 1) for v in obj), default=0)
+    return 0
+
+
+def _check_metadata(metadata: dict[str, Any]) -> Jsonb:
+    if _depth(metadata, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        raise Rejection(
+            Reason.INVALID_FIELD, f"'metadata' nests deeper than {MAX_METADATA_DEPTH} levels"
+        )
+    try:
+        encoded = orjson.dumps(metadata)
+    except orjson.JSONEncodeError as exc:  # lone surrogates, integers past 64 bits
+        raise Rejection(Reason.INVALID_TEXT, f"'metadata' cannot be stored: {exc}") from None
+    if b"\\u0000" in encoded:
+        raise Rejection(Reason.INVALID_TEXT, "'metadata' contains a NUL character")
+    return Jsonb(metadata)
+
+
+def _parse(raw: bytes, now: datetime, limits: Limits) -> Row:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise Rejection(
             Reason.PAYLOAD_TOO_LARGE, f"{len(raw)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
@@ -135,7 +224,12 @@ def parse(raw: bytes, now: datetime, limits: Limits = Limits()) -> Row:
         raise Rejection(Reason.INVALID_JSON, str(exc)) from None
     ts = msg.timestamp
     if ts.tzinfo is not UTC:
-        ts = ts.astimezone(UTC)
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:
+            raise Rejection(
+                Reason.INVALID_FIELD, f"timestamp {msg.timestamp.isoformat()} is out of range"
+            ) from None
     if ts - now > limits.max_future:
         raise Rejection(
             Reason.TIMESTAMP_IN_FUTURE,
@@ -149,7 +243,16 @@ def parse(raw: bytes, now: datetime, limits: Limits = Limits()) -> Row:
     value = msg.value
     if not math.isfinite(value):
         raise Rejection(Reason.NON_FINITE_VALUE, "NaN and Infinity are not readings")
-    return (
+    lo, hi = limits.value_range.get(msg.sensorType, (-ABS_MAX_VALUE, ABS_MAX_VALUE))
+    if not lo <= value <= hi:
+        raise Rejection(
+            Reason.VALUE_OUT_OF_RANGE,
+            f"{value!r} is outside the physical range of {msg.sensorType} [{lo:g}, {hi:g}]",
+        )
+    _check_text("unit", msg.unit)
+    _check_text("location", msg.location)
+    _check_text("status", msg.status)
+    return Row(
         msg.deviceId,
         ts,
         msg.sensorType,
@@ -157,40 +260,45 @@ def parse(raw: bytes, now: datetime, limits: Limits = Limits()) -> Row:
         msg.unit,
         msg.location,
         msg.status,
-        Jsonb(msg.metadata) if msg.metadata else None,
+        _check_metadata(msg.metadata) if msg.metadata else None,
     )
 
 
 def parse_many(
-    raws: list[bytes], now: datetime, limits: Limits = Limits()
+    raws: list[bytes], now: datetime, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[list[Row], list[tuple[int, Rejection]]]:
     """``parse`` over a batch: the rows, and (index, rejection) of the rest.
 
-    The common case (a valid UTC reading without metadata) takes a tight path straight from
-    msgspec's struct to the row tuple; anything else goes through ``parse`` for its verdict.
+    The common case (a valid UTC reading without metadata or escapes, its value in range)
+    takes a tight path straight from msgspec's struct to the row; anything else goes through
+    ``parse`` for its verdict. Text with no backslash escape cannot hold a NUL or a lone
+    surrogate (raw control bytes and invalid UTF-8 fail msgspec's decode).
     """
     hi, lo = now + limits.max_future, now - limits.max_age
-    decode, astuple = _decoder.decode, msgspec.structs.astuple
+    decode, astuple, ranges = _decoder.decode, msgspec.structs.astuple, limits.value_range
     rows: list[Row] = []
     rejects: list[tuple[int, Rejection]] = []
     append = rows.append
     for i, raw in enumerate(raws):
-        if len(raw) <= MAX_PAYLOAD_BYTES:
+        if len(raw) <= MAX_PAYLOAD_BYTES and b"\\u" not in raw:
             try:
                 msg = decode(raw)
-            except msgspec.MsgspecError:
+            except Exception:  # noqa: S110 - every failure gets its verdict from parse
                 pass
             else:
                 ts = msg.timestamp
-                if ts.tzinfo is UTC and lo <= ts <= hi and msg.metadata is None:
-                    append(astuple(msg))
+                bounds = ranges.get(msg.sensorType)
+                if (
+                    ts.tzinfo is UTC
+                    and lo <= ts <= hi
+                    and msg.metadata is None
+                    and bounds is not None
+                    and bounds[0] <= msg.value <= bounds[1]
+                ):
+                    append(_row(astuple(msg)))
                     continue
         try:
             append(parse(raw, now, limits))
         except Rejection as rej:
             rejects.append((i, rej))
     return rows, rejects
-
-
-def encode(reading: dict[str, Any]) -> bytes:
-    return orjson.dumps(reading)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from iotmon.config import Settings
     from iotmon.roles.runtime import Services
 
 
@@ -33,6 +34,15 @@ class WrapsApp(Protocol):
     def wrap(self, app: Any) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a consuming role reads, as whom, and where its rejects go."""
+
+    topic: str
+    group: str
+    dlq: str | None
+
+
 @dataclass(frozen=True)
 class RoleDefinition:
     name: str
@@ -45,6 +55,18 @@ class RoleDefinition:
     group: str | None = None
     dlq: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def endpoints(self, settings: Settings) -> Endpoints:
+        """Where this role consumes (its first topic), as which group, and its DLQ, with the
+        deployment's topic prefix; the group is the ``<role>_group`` setting when there is one
+        (tests and benchmarks isolate theirs), else the one declared here."""
+        if not self.consumes or self.group is None:
+            raise ValueError(f"role {self.name!r} consumes nothing")
+        return Endpoints(
+            topic=settings.topic(self.consumes[0]),
+            group=getattr(settings, f"{self.name}_group", self.group),
+            dlq=settings.topic(self.dlq) if self.dlq else None,
+        )
 
     def build(self, services: Services) -> Role:
         module = importlib.import_module(self.module)
@@ -81,6 +103,8 @@ ROLES: dict[str, RoleDefinition] = {
         consumes=("sensors-data",),
         produces=("metrics", "alerts"),
         group="iotmon-processing",
+        # Invalid readings are ingestion's to dead-letter (the same decoder, the same verdict:
+        # processing only counts them); a reading the statistics fail on comes here.
         dlq="sensors-data.dlq",
     ),
     "alerts": RoleDefinition(
@@ -90,8 +114,9 @@ ROLES: dict[str, RoleDefinition] = {
         default_port=8004,
         needs=frozenset({"bus", "database", "redis"}),
         consumes=("alerts",),
+        produces=("alerts.dlq",),
         group="iotmon-alerts",
-        dlq="sensors-data.dlq",
+        dlq="alerts.dlq",
     ),
     "web": RoleDefinition(
         name="web",

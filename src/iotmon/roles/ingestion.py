@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -17,7 +16,8 @@ from iotmon import logging as log
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.ingest import IngestConfig, Ingestor
-from iotmon.readings.models import Limits
+from iotmon.readings.models import limits_from
+from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services, run_in_thread, tune_gc
 
 logger = log.get(__name__)
@@ -32,17 +32,16 @@ class IngestionRole:
         s = services.settings
         assert services.database_url is not None
         self.services = services
+        endpoints = ROLES["ingestion"].endpoints(s)
+        assert endpoints.dlq is not None
         self.ingestor = Ingestor(
             config=IngestConfig(
-                topic=s.topic("sensors-data"),
-                dlq_topic=s.topic("sensors-data.dlq"),
-                group_id=s.ingestion_group,
+                topic=endpoints.topic,
+                dlq_topic=endpoints.dlq,
+                group_id=endpoints.group,
                 batch_size=s.ingest_batch_size,
                 batch_wait_s=s.ingest_batch_wait_ms / 1000,
-                limits=Limits(
-                    max_future=timedelta(seconds=s.max_future_skew_s),
-                    max_age=timedelta(days=s.retention_readings_days),
-                ),
+                limits=limits_from(s),
             ),
             bus=services.bus,
             database_url=services.database_url,

@@ -8,21 +8,25 @@ ingestion stood in that same snapshot (see stats/rebuild.py): a restart counts n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 import redis
 from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
 from iotmon import logging as log
 from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, consume_available
+from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.models import Limits, parse_many
+from iotmon.readings.models import Row, limits_from, parse_many
 from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
+from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services, run_in_thread
 from iotmon.stats import publish, rebuild, rollup
 from iotmon.stats.processor import Processor, ProcessorConfig
@@ -53,10 +57,13 @@ class ProcessingRole:
         assert services.database_url is not None
         assert services.redis_url is not None
         self.services = services
-        self.topic = s.topic("sensors-data")
+        self.endpoints = ROLES["processing"].endpoints(s)
+        self.topic = self.endpoints.topic
         self.alerts_topic = s.topic("alerts")
         self.metrics_topic = s.topic("metrics")
-        self.group = s.processing_group
+        self.group = self.endpoints.group
+        self.limits = limits_from(s)
+        self.failed = 0
         self.processor = Processor(
             {}, ProcessorConfig(anomaly_z=s.anomaly_z, trend_horizon_s=s.trend_horizon_s)
         )
@@ -80,20 +87,8 @@ class ProcessingRole:
 
     # --- assignment: rebuild, then seek to ingestion's offsets ---
     def _on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
-        assert self.services.database_url is not None
         started = time.perf_counter()
-        self.processor.devices.clear()
-        with connect_retrying(
-            self.services.database_url, application_name="iotmon-processing"
-        ) as conn:
-            offsets = rebuild.rebuild(
-                conn,
-                self.processor,
-                now=time.time(),
-                bus_id=self.services.bus.bus_id,
-                ingestion_group=self.services.settings.ingestion_group,
-                topic=self.topic,
-            )
+        offsets = self._rebuild()
         logger.info(
             "state rebuilt from PostgreSQL",
             devices=len(self.processor.devices),
@@ -108,14 +103,102 @@ class ProcessingRole:
             )
         return out
 
+    def _rebuild(self) -> dict[int, int | None]:
+        """Rebuild from PostgreSQL, retrying while it is away. Should the rebuild itself fail
+        on what is stored (a row nobody foresaw), processing starts without history at
+        ingestion's offsets rather than not at all: the windows fill up again as readings
+        arrive, and the error is logged with what to look at."""
+        assert self.services.database_url is not None
+        backoff, attempt = 0.5, 0
+        while True:
+            attempt += 1
+            self.processor.devices.clear()
+            try:
+                with connect_retrying(
+                    self.services.database_url, application_name="iotmon-processing"
+                ) as conn:
+                    return rebuild.rebuild(
+                        conn,
+                        self.processor,
+                        now=time.time(),
+                        bus_id=self.services.bus.bus_id,
+                        ingestion_group=self.services.settings.ingestion_group,
+                        topic=self.topic,
+                    )
+            except (psycopg.OperationalError, OSError) as exc:
+                if self._stop.is_set():
+                    raise
+                logger.error("rebuild: database unavailable, retrying", error=str(exc))
+            except Exception as exc:
+                logger.error(
+                    "rebuild from PostgreSQL failed; starting without history",
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                    attempt=attempt,
+                )
+                if attempt >= 3:
+                    self.processor.devices.clear()
+                    return self._ingestion_offsets()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 10)
+
+    def _ingestion_offsets(self) -> dict[int, int | None]:
+        assert self.services.database_url is not None
+        with connect_retrying(self.services.database_url) as conn:
+            rows = conn.execute(
+                'SELECT "partition", next_offset FROM ingest_offsets'
+                " WHERE bus_id = %s AND group_id = %s AND topic = %s",
+                (self.services.bus.bus_id, self.services.settings.ingestion_group, self.topic),
+            ).fetchall()
+        return {p: (o if o is None else int(o)) for p, o in rows}
+
+    def _decode(self, raws: list[bytes], now: datetime) -> tuple[list[Row], list[Any]]:
+        return decode_batch(lambda b: parse_many(b, now, self.limits), raws)
+
+    def _add(
+        self,
+        rows: list[Row],
+        msgs: list[Any],
+        rejected: list[Any],
+        now: float,
+        producer: Producer,
+        dead: DeadLetters,
+    ) -> None:
+        """Count each row into the statistics; a row the statistics fail on (none should:
+        values are bounded) is dead-lettered and the batch goes on."""
+        add = self.processor.add
+        for i, row in enumerate(rows):
+            try:
+                cands = add(
+                    row.device_id,
+                    row.timestamp.timestamp(),
+                    row.value,
+                    now,
+                    row.sensor_type,
+                    row.unit,
+                )
+            except Exception as exc:
+                self.failed += 1
+                taken = [m for j, m in enumerate(msgs) if j not in {k for k, _ in rejected}]
+                detail = f"statistics failed: {type(exc).__name__}: {exc}"[:500]
+                logger.error("reading not counted", error=detail, device=row.device_id)
+                with contextlib.suppress(Exception):
+                    dead.send_all([(taken[i], Rejection(Reasons.DECODER_ERROR, detail))])
+                continue
+            for cand in cands:
+                self._candidate(producer, cand)
+
     # --- the loop (a worker thread) ---
     def loop(self, stop: threading.Event) -> None:
         self._stop = stop
         consumer = self.services.bus.consumer(self.group, name="iotmon-processing")
         producer = self.services.bus.producer(name="iotmon-processing")
+        assert self.endpoints.dlq is not None
+        dead = DeadLetters(
+            self.services.bus.producer(name="iotmon-processing-dlq"),
+            self.endpoints.dlq,
+            self.group,
+        )
         consumer.subscribe([self.topic], on_assign=self._on_assign)
-        s = self.services.settings
-        limits = Limits(max_age=timedelta(days=s.retention_readings_days))
         last_flush = last_system = last_reload = last_rollup = 0.0
         try:
             while not stop.is_set():
@@ -123,12 +206,10 @@ class ProcessingRole:
                 if msgs:
                     now_dt = datetime.now(UTC)
                     now = now_dt.timestamp()
-                    rows, _ = parse_many([m.value() or b"" for m in msgs], now_dt, limits)
-                    add = self.processor.add
-                    for row in rows:
-                        for cand in add(row[0], row[1].timestamp(), row[3], now, row[2], row[4]):
-                            self._candidate(producer, cand)
-                    self._emit_live({row[0] for row in rows})
+                    rows, rejected = self._decode([m.value() or b"" for m in msgs], now_dt)
+                    skipped(self.group, rejected)  # ingestion dead-letters them
+                    self._add(rows, msgs, rejected, now, producer, dead)
+                    self._emit_live({row.device_id for row in rows})
                     self.processed += len(rows)
                     PROCESSED.inc(len(rows))
                     for m in msgs:
@@ -149,6 +230,7 @@ class ProcessingRole:
         finally:
             self.flush(producer, consumer)
             producer.flush(10)
+            dead.close()
             consumer.close()
 
     def _emit_live(self, device_ids: set[str]) -> None:
@@ -304,6 +386,7 @@ class ProcessingRole:
             "processed": self.processed,
             "devices": len(self.processor.devices),
             "candidates": self.candidates,
+            "failed": self.failed,
         }
 
     def routers(self) -> list[APIRouter]:

@@ -11,9 +11,13 @@ from typing import Any
 
 import psycopg
 
+from iotmon import logging as log
+from iotmon.readings.models import ABS_MAX_VALUE
 from iotmon.stats.processor import DeviceConfig, Processor
 from iotmon.stats.sketch import GAMMA_LN, key_from_parts
 from iotmon.stats.windows import Bucket, Window
+
+logger = log.get(__name__)
 
 _BUCKETS_SQL = """
 SELECT device_id, extract(epoch FROM b)::float8 AS start, count(*), sum(value),
@@ -21,7 +25,8 @@ SELECT device_id, extract(epoch FROM b)::float8 AS start, count(*), sum(value),
 FROM (SELECT device_id, value, date_bin(%(bucket)s, "timestamp", 'epoch') AS b,
              extract(epoch FROM "timestamp" - date_bin(%(bucket)s, "timestamp", 'epoch'))::float8
              AS u
-      FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)) r
+            FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
+       AND value BETWEEN -%(bound)s AND %(bound)s) r
 GROUP BY device_id, b
 """
 
@@ -31,12 +36,19 @@ SELECT device_id, extract(epoch FROM date_bin(%(bucket)s, "timestamp", 'epoch'))
        CASE WHEN abs(value) > 1e-9 THEN ceil(ln(abs(value)) / %(gamma_ln)s)::int ELSE 0 END,
        count(*)
 FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
+ AND value BETWEEN -%(bound)s AND %(bound)s
 GROUP BY 1, 2, 3, 4
+"""
+
+_OUT_OF_RANGE_SQL = """
+SELECT count(*) FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
+ AND NOT value BETWEEN -%(bound)s AND %(bound)s
 """
 
 _LAST_SQL = """
 SELECT DISTINCT ON (device_id) device_id, extract(epoch FROM "timestamp")::float8, value
 FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
+ AND value BETWEEN -%(bound)s AND %(bound)s
 ORDER BY device_id, "timestamp" DESC
 """
 
@@ -75,6 +87,7 @@ def rebuild(
                 "bucket": f"{shape.bucket_s} seconds",
                 "since": shape.start(now),
                 "gamma_ln": GAMMA_LN,
+                "bound": ABS_MAX_VALUE,
             }
             buckets: dict[tuple[str, float], Bucket] = {}
             for device_id, start, n, s, ss, lo, hi, su, suu, suv in conn.execute(
@@ -91,7 +104,15 @@ def rebuild(
                 window.add_bucket(b)
             for st in processor.devices.values():
                 getattr(st, name).recompute()
-        for device_id, t, v in conn.execute(_LAST_SQL, {"since": now - 86400}):
+        day = {"since": now - 86400, "bound": ABS_MAX_VALUE}
+        skipped = conn.execute(_OUT_OF_RANGE_SQL, day).fetchone()
+        if skipped and skipped[0]:
+            logger.warning(
+                "stored readings out of range left out of the statistics",
+                rows=skipped[0],
+                bound=ABS_MAX_VALUE,
+            )
+        for device_id, t, v in conn.execute(_LAST_SQL, day):
             st = processor.state(device_id)
             st.value, st.timestamp, st.status = v, t, st.config.status(v)
             processor.dirty.add(device_id)

@@ -97,6 +97,11 @@ BAD = [
     (orjson.dumps(good(timestamp="2026-11-23T12:05:01Z")), Reason.TIMESTAMP_IN_FUTURE),
     (orjson.dumps(good(timestamp="2026-01-01T00:00:00Z")), Reason.TIMESTAMP_TOO_OLD),
     (orjson.dumps(good(metadata={"blob": "x" * MAX_PAYLOAD_BYTES})), Reason.PAYLOAD_TOO_LARGE),
+    (orjson.dumps(good(value=1e308)), Reason.VALUE_OUT_OF_RANGE),
+    (orjson.dumps(good(sensorType="quality", value=100.5)), Reason.VALUE_OUT_OF_RANGE),
+    (orjson.dumps(good(location="line\x001")), Reason.INVALID_TEXT),
+    (orjson.dumps(good(metadata={"k": "\x00"})), Reason.INVALID_TEXT),
+    (orjson.dumps(good(unit="u")).replace(b'"u"', b'"\\udc00"'), Reason.INVALID_JSON),
 ]
 
 
