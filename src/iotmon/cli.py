@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Coroutine
@@ -72,10 +73,34 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _install_stop(stop: asyncio.Event) -> None:
+STOP_GRACE_S = 20.0
+
+
+def _install_stop(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT/SIGTERM set ``stop``; if the process has not ended ``grace_s`` later (a role
+    stuck on a database that went away), or on a second signal, it exits at once.
+
+    A plain signal handler, not the loop's: it runs even while the loop is held by a blocking
+    call, which the loop's own handler would wait for (a role that lost its database kept the
+    process deaf to SIGTERM)."""
     loop = asyncio.get_running_loop()
+
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            os.write(2, b"iotmon: second signal, exiting now\n")
+            os._exit(128 + signum)
+        loop.call_soon_threadsafe(stop.set)
+
+        def overdue() -> None:
+            os.write(2, f"iotmon: still stopping after {grace_s:g} s, exiting now\n".encode())
+            os._exit(1)
+
+        timer = threading.Timer(grace_s, overdue)
+        timer.daemon = True
+        timer.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, handle)
 
 
 async def _run_roles(
@@ -116,10 +141,16 @@ async def _run_roles(
                 raise
 
         tasks = [asyncio.create_task(guard(r), name=r.name) for r in roles]
-        tasks.append(asyncio.create_task(serve(http_app, sock, stop), name="http"))
+        tasks.append(
+            asyncio.create_task(
+                serve(http_app, sock, stop, max_header_bytes=settings.max_header_bytes),
+                name="http",
+            )
+        )
         if live:
             tasks.append(asyncio.create_task(_live_line(roles, stop), name="live"))
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        await services.probes.close()
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise typer.Exit(1)
@@ -338,9 +369,10 @@ async def _with_database(settings: Settings, work: Any) -> Any:
             return await work(conn)
 
 
-def _users(work: Any) -> Any:
+def _users(work: Any, *, revokes: str | None = None) -> Any:
     """Run ``work(conn)`` (a sync connection) on the configured or embedded database, turning
-    a UserError into a clear message."""
+    a UserError into a clear message. ``revokes``: the user whose sessions the change ended,
+    announced to the running web processes (their Socket.IO sockets are disconnected)."""
     import psycopg
 
     from iotmon.web.auth import UserError
@@ -351,10 +383,49 @@ def _users(work: Any) -> Any:
         with psycopg.connect(info, password=password, autocommit=True) as sync_conn:
             return work(sync_conn)
 
+    settings = _settings()
     try:
-        return asyncio.run(_with_database(_settings(), main))
+        result = asyncio.run(_with_database(settings, main))
     except UserError as exc:
         raise _fail(str(exc)) from exc
+    if revokes is not None:
+        _publish_revoked(settings, revokes)
+    return result
+
+
+def _publish_revoked(settings: Settings, username: str) -> None:
+    """Tell the web processes that ``username``'s sessions ended (REST refuses the old tokens
+    anyway, from the users table; this ends the Socket.IO sockets too). In embedded mode,
+    through the embedded Redis of a running ``iotmon up``, if there is one."""
+    import redis
+
+    from iotmon.config import secret
+    from iotmon.web import auth
+
+    url = secret(settings.redis_url) or _running_embedded_redis(settings)
+    if url is None:
+        return  # nothing runs: no socket to end
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        client.publish(auth.REVOKED_CHANNEL, auth.revoked_message(username))
+        client.close()
+    except redis.RedisError as exc:
+        console.print(f"[yellow]warning:[/] could not tell the web processes: {exc}")
+
+
+def _running_embedded_redis(settings: Settings) -> str | None:
+    """The unix socket of the embedded Redis of a running ``iotmon up`` (never started here)."""
+    import json
+
+    registry = (settings.data_dir / "redis" / "iotmon.rdb.settings").resolve()
+    try:
+        info = json.loads(registry.read_text())
+        pid = int(open(info["pidfile"]).read().strip())  # noqa: SIM115
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    socket_file = info.get("unixsocket")
+    return f"unix://{socket_file}" if socket_file and os.path.exists(socket_file) else None
 
 
 ROLE_HELP = "viewer (read), operator (acknowledge, resolve, silence), admin (configure, users)"
@@ -394,10 +465,10 @@ def users_set_role(
     username: Annotated[str, typer.Argument()],
     role: Annotated[str, typer.Argument(help=ROLE_HELP)],
 ) -> None:
-    """Change a user's role (tokens issued before keep theirs until they expire)."""
+    """Change a user's role (the user's sessions end: they log in again)."""
     from iotmon.web import auth
 
-    _users(lambda conn: auth.set_role(conn, username, role))
+    _users(lambda conn: auth.set_role(conn, username, role), revokes=username)
     console.print(f"user {username} is now {role}")
 
 
@@ -411,8 +482,26 @@ def users_set_password(
 
     if password is None:
         password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    _users(lambda conn: auth.set_password(conn, username, password))
-    console.print(f"password of {username} changed")
+    _users(lambda conn: auth.set_password(conn, username, password), revokes=username)
+    console.print(f"password of {username} changed (the user's sessions ended)")
+
+
+@users_app.command("delete")
+def users_delete(username: Annotated[str, typer.Argument()]) -> None:
+    """Delete a user (the user's sessions end at once)."""
+    from iotmon.web import auth
+
+    _users(lambda conn: auth.delete_user(conn, username), revokes=username)
+    console.print(f"user {username} deleted")
+
+
+@users_app.command("logout")
+def users_logout(username: Annotated[str, typer.Argument()]) -> None:
+    """End every session of a user (tokens issued before are refused)."""
+    from iotmon.web import auth
+
+    _users(lambda conn: auth.revoke(conn, username), revokes=username)
+    console.print(f"sessions of {username} ended")
 
 
 @silence_app.command("create")

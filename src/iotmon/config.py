@@ -37,12 +37,27 @@ class Settings(BaseSettings):
     # --- HTTP (/health, /metrics) ---
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=None, description="unset = the role's default port")
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="largest request body any role's HTTP accepts"
+    )
+    max_header_bytes: int = Field(
+        default=64 << 10, ge=4096, description="largest request line and headers, together"
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="addresses/networks (comma-separated) whose X-Forwarded-For is believed",
+    )
 
     # --- simulator ---
     simulator_devices: int = Field(default=5, ge=1, le=1_000_000)
     simulator_rate: float = Field(default=1.0, gt=0, description="multiplier of each interval")
     simulator_anomaly_rate: float = Field(default=0.05, ge=0, le=1)
     simulator_seed: int | None = None
+    simulator_control: bool = Field(
+        default=False,
+        description="POST /simulator/scenarios without a token (only where no database is"
+        " configured to check one)",
+    )
 
     # --- ingestion ---
     ingest_batch_size: int = Field(default=20_000, ge=1)
@@ -126,11 +141,29 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 out[name] = "**********"
+            elif name == "notify_webhook_urls":  # a Slack-style hook's URL is its secret
+                out[name] = [mask_url(u) for u in value]
             elif isinstance(value, Path):
                 out[name] = str(value)
             else:
                 out[name] = value
         return out
+
+
+def mask_url(url: str) -> str:
+    """``https://hooks.example.com/services/T0/B0/xyz`` -> ``https://hooks.example.com/***``:
+    enough to tell which endpoint, nothing of its path, query or credentials."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    if not parts.scheme or not host:
+        return "***"
+    return f"{parts.scheme}://{host}{port}/***"
 
 
 def secret(value: SecretStr | None) -> str | None:

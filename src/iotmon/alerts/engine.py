@@ -82,6 +82,7 @@ class AlertEngine:
         self.watching_since = -math.inf
         self._spans: dict[str, float] = {}
         self._timeouts: dict[str, float] = {}
+        self._bad_devices: set[str] = set()  # logged once each
         self._spans_at = -1e18
         self._silences: list[tuple[str | None, str | None, datetime, datetime]] = []
         self._silences_at = -1e18
@@ -114,12 +115,32 @@ class AlertEngine:
         the devices table take effect without a restart."""
         if self.clock() - self._spans_at <= SPANS_REFRESH_S:
             return
+        # The span is computed here, not in SQL: normal_max - normal_min of a bad row (-1e308,
+        # 1e308) overflowed in PostgreSQL and failed the whole query, and the role with it.
         cur = await self.conn.execute(
-            "SELECT device_id, normal_max - normal_min, offline_timeout_s FROM devices"
+            "SELECT device_id, normal_min, normal_max, offline_timeout_s FROM devices"
         )
-        rows = await cur.fetchall()
-        self._spans = {d: float(s) for d, s, _ in rows if s is not None}
-        self._timeouts = {d: float(t) for d, _, t in rows if t is not None}
+        spans: dict[str, float] = {}
+        timeouts: dict[str, float] = {}
+        for device_id, lo, hi, timeout in await cur.fetchall():
+            try:
+                if lo is not None and hi is not None:
+                    span = float(hi) - float(lo)
+                    if not math.isfinite(span) or span <= 0:
+                        raise ValueError(f"normal range [{lo}, {hi}] has no usable span")
+                    spans[device_id] = span
+                if timeout is not None:
+                    t = float(timeout)
+                    if not math.isfinite(t) or t <= 0:
+                        raise ValueError(f"offline timeout {timeout} is not a duration")
+                    timeouts[device_id] = t
+            except (TypeError, ValueError) as exc:
+                if device_id not in self._bad_devices:
+                    self._bad_devices.add(device_id)
+                    logger.error(
+                        "device configuration skipped (fix it)", device=device_id, error=str(exc)
+                    )
+        self._spans, self._timeouts = spans, timeouts
         self._spans_at = self.clock()
 
     async def _silenced(self, device_id: str, alert_type: str) -> bool:

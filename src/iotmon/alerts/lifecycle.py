@@ -3,14 +3,18 @@ acknowledge, escalate, resolve; every transition recorded in ``alert_transitions
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from iotmon import logging as log
 from iotmon.alerts.models import SEVERITIES, Alert, AlertError, AlertNotFound
+
+logger = log.get(__name__)
 
 _SEVERITY_RANK = "ARRAY[" + ",".join(f"'{s}'" for s in SEVERITIES) + "]"
 
@@ -235,15 +239,47 @@ async def transitions(conn: psycopg.AsyncConnection[Any], alert_id: int) -> list
 
 
 # --- silences ---
+# Silences are read as epoch seconds and turned into datetimes here, row by row: a row that no
+# datetime holds (year 10000 in UTC, 'infinity', written by hand or by an older version) is
+# logged and skipped instead of failing the whole read, and with it the alerts role.
+_SILENCE_COLS = (
+    "id, device_id, alert_type, extract(epoch FROM starts_at)::float8,"
+    " extract(epoch FROM ends_at)::float8, reason, created_by"
+)
+_reported: set[int] = set()  # bad silences logged already (once each)
+
+
+def _when(epoch: Any) -> datetime:
+    if epoch is None or not math.isfinite(epoch):
+        raise OverflowError(f"{epoch} is no date")
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=float(epoch))
+
+
+def _silence_rows(rows: list[Any]) -> list[tuple[Any, ...]]:
+    """(id, device, type, starts, ends, reason, by) of the rows that are dates, in order."""
+    out = []
+    for sid, device, kind, starts, ends, reason, by in rows:
+        try:
+            out.append((sid, device, kind, _when(starts), _when(ends), reason, by))
+        except (OverflowError, ValueError) as exc:
+            if sid not in _reported:
+                _reported.add(sid)
+                logger.error(
+                    "silence skipped: its dates are out of range (fix or delete it)",
+                    silence=sid,
+                    starts=starts,
+                    ends=ends,
+                    error=str(exc),
+                )
+    return out
+
+
 async def active_silences(
     conn: psycopg.AsyncConnection[Any], at: datetime
 ) -> list[tuple[str | None, str | None, datetime, datetime]]:
     """(device, type, starts, ends) of the silences not over at ``at``."""
-    cur = await conn.execute(
-        "SELECT device_id, alert_type, starts_at, ends_at FROM silences WHERE ends_at > %s",
-        (at,),
-    )
-    return list(await cur.fetchall())
+    cur = await conn.execute(f"SELECT {_SILENCE_COLS} FROM silences WHERE ends_at > %s", (at,))
+    return [(d, t, s, e) for _, d, t, s, e, _, _ in _silence_rows(await cur.fetchall())]
 
 
 async def silenced(
@@ -270,6 +306,11 @@ async def create_silence(
 ) -> int:
     if device_id is None and alert_type is None:
         raise AlertError("a silence needs a device, an alert type, or both")
+    for when in (starts_at, ends_at):
+        if when is not None and not (
+            datetime(2000, 1, 1, tzinfo=UTC) <= _aware(when) <= datetime(9000, 1, 1, tzinfo=UTC)
+        ):
+            raise AlertError(f"a silence's dates must be between 2000 and 9000, not {when}")
     cur = await conn.execute(
         "INSERT INTO silences (device_id, alert_type, starts_at, ends_at, reason, created_by)"
         " VALUES (%s, %s, coalesce(%s, now()), %s, %s, %s) RETURNING id",
@@ -284,12 +325,16 @@ async def list_silences(
     conn: psycopg.AsyncConnection[Any], *, include_expired: bool = False
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        "SELECT id, device_id, alert_type, starts_at, ends_at, reason, created_by FROM silences"
+        f"SELECT {_SILENCE_COLS} FROM silences"
         + ("" if include_expired else " WHERE ends_at > now()")
         + " ORDER BY starts_at"
     )
     cols = ("id", "deviceId", "alertType", "startsAt", "endsAt", "reason", "createdBy")
-    return [dict(zip(cols, row, strict=True)) for row in await cur.fetchall()]
+    return [dict(zip(cols, row, strict=True)) for row in _silence_rows(await cur.fetchall())]
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 async def delete_silence(conn: psycopg.AsyncConnection[Any], silence_id: int) -> bool:

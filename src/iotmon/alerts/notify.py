@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from iotmon import logging as log
 from iotmon.alerts.models import Alert
+from iotmon.config import mask_url
 
 logger = log.get(__name__)
 
@@ -85,7 +86,7 @@ class Notifier:
                     channel=channel,
                     notify_event=event,
                     alert=alert.id,
-                    error=str(exc),
+                    error=self._scrub(str(exc)),
                 )
         if used and event != "alert-resolved":
             self._notified.add(alert.id)
@@ -106,6 +107,12 @@ class Notifier:
         self._last[key] = now
         return True
 
+    def _scrub(self, text: str) -> str:
+        """``text`` without any webhook URL in it (a Slack-style hook's URL is its secret)."""
+        for url in self.config.webhook_urls:
+            text = text.replace(url, mask_url(url))
+        return text
+
     def payload(self, event: str, alert: Alert) -> dict[str, Any]:
         return {"event": event, "alert": alert.as_event()}
 
@@ -122,12 +129,14 @@ class Notifier:
                         r.raise_for_status()
                         break
                     error = f"HTTP {r.status_code}"
-                except httpx.HTTPStatusError:
-                    raise  # a 4xx will not get better by retrying
+                except httpx.HTTPStatusError as exc:  # a 4xx will not get better by retrying
+                    raise RuntimeError(
+                        f"webhook {mask_url(url)}: HTTP {exc.response.status_code}"
+                    ) from None
                 except httpx.HTTPError as exc:
-                    error = str(exc) or type(exc).__name__
+                    error = self._scrub(str(exc) or type(exc).__name__)
                 if attempt == self.config.webhook_attempts:
-                    raise RuntimeError(f"webhook {url}: {error} after {attempt} attempts")
+                    raise RuntimeError(f"webhook {mask_url(url)}: {error} after {attempt} attempts")
                 await asyncio.sleep(delay)
                 delay *= 2
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from iotmon.alerts import lifecycle
 from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, AlertNotFound
@@ -31,6 +31,9 @@ StatusFilter = Literal[
 ]
 AlertIdPath = Annotated[int, Path(ge=1, le=2**62)]
 CSV_MAX_ROWS = 1_000_000
+# A silence lasts at most a year and starts within a year of now: every date stored is one
+# PostgreSQL, psycopg and Python all hold (year 9999 +1 h is year 10000 in UTC: none do).
+MAX_SILENCE = timedelta(days=366)
 
 
 class AlertOut(BaseModel):
@@ -119,6 +122,17 @@ class SilenceIn(BaseModel):
     durationS: float | None = Field(default=None, gt=0, le=366 * 86400)
     reason: str | None = Field(default=None, max_length=500)
 
+    @field_validator("startsAt", "endsAt", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """In UTC (a date without a zone is UTC), or refused when it has none there."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError("the date is out of range") from None
+
     @model_validator(mode="after")
     def _period(self) -> SilenceIn:
         if self.deviceId is None and self.type is None:
@@ -126,6 +140,33 @@ class SilenceIn(BaseModel):
         if (self.endsAt is None) == (self.durationS is None):
             raise ValueError("give either endsAt or durationS")
         return self
+
+    def period(self, now: datetime) -> tuple[datetime, datetime]:
+        """(starts, ends) in UTC, checked: starts within a year of ``now``, ends after it and
+        at most a year later (ApiError 422 otherwise)."""
+        starts = self.startsAt or now
+        if abs(starts - now) > MAX_SILENCE:
+            raise ApiError(
+                422,
+                "invalid_range",
+                "startsAt must be within 366 days of now",
+                {"field": "startsAt"},
+            )
+        if self.endsAt is not None:
+            ends = self.endsAt
+        else:
+            assert self.durationS is not None
+            ends = starts + timedelta(seconds=self.durationS)
+        if ends <= starts:
+            raise ApiError(422, "invalid_range", "endsAt must be after startsAt")
+        if ends - starts > MAX_SILENCE:
+            raise ApiError(
+                422,
+                "invalid_range",
+                "a silence lasts at most 366 days (endsAt - startsAt)",
+                {"field": "endsAt"},
+            )
+        return starts, ends
 
 
 class SilenceOut(BaseModel):
@@ -225,8 +266,11 @@ def _meta(counts: dict[str, int], limit: int, offset: int) -> dict[str, Any]:
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
-    start = aware(start) if start else None
-    end = aware(end) if end else None
+    try:
+        start = aware(start).astimezone(UTC) if start else None
+        end = aware(end).astimezone(UTC) if end else None
+    except OverflowError:
+        raise ApiError(422, "invalid_range", "from/to is out of range") from None
     if start and end and start >= end:
         raise ApiError(422, "invalid_range", "from must be before to")
     return start, end
@@ -414,16 +458,7 @@ def router(api: Api) -> APIRouter:
     )
     async def create_silence(body: SilenceIn, who: Principal = operator) -> Response:
         """Mute a device and/or an alert type for a period (operator)."""
-        starts = body.startsAt.astimezone(UTC) if body.startsAt else datetime.now(UTC)
-        if starts.tzinfo is None:
-            starts = starts.replace(tzinfo=UTC)
-        if body.endsAt is not None:
-            ends = body.endsAt if body.endsAt.tzinfo else body.endsAt.replace(tzinfo=UTC)
-        else:
-            assert body.durationS is not None
-            ends = starts + timedelta(seconds=body.durationS)
-        if ends <= starts:
-            raise ApiError(422, "invalid_range", "endsAt must be after startsAt")
+        starts, ends = body.period(datetime.now(UTC))  # checked before anything is written
         async with api.pool.connection() as conn:
             if body.deviceId is not None:
                 await api.device_row(conn, body.deviceId)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -39,6 +41,27 @@ class EmbeddedPostgres:
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()  # type: ignore[attr-defined]
-            self._server = None
+        """Let go of the server; stop it only when no other live process uses it (``iotmon
+        users ...`` while ``iotmon up`` runs must leave it running). Users are counted in
+        pgserver's ``.handle_pids.json`` beside the data."""
+        server: Any = self._server
+        if server is None:
+            return
+        self._server = None
+        users = server.global_process_id_list
+        others = [p for p in users.get_and_remove(os.getpid()) if p != os.getpid() and _alive(p)]
+        users.put(others)  # the dead are forgotten
+        if others:
+            logger.info("embedded PostgreSQL left running for other processes", pids=others)
+            return
+        server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

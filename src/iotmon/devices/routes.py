@@ -118,16 +118,25 @@ class CurrentEnvelope(Envelope):
     data: Current
 
 
+# Thresholds are finite and within +-1e9 (no sensor reads past that), so that every role's
+# arithmetic on them (spans, distances, severities) stays finite.
+BOUND = 1e9
+Threshold = Annotated[float | None, Field(default=None, ge=-BOUND, le=BOUND, allow_inf_nan=False)]
+# Printable text only: no control characters (a NUL, a newline in a log line).
+TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+
 class ConfigUpdate(BaseModel):
-    """Only the fields given change. Thresholds may be null (no threshold)."""
+    """Only the fields given change. Thresholds may be null (no threshold); given ones are
+    within +-1e9 and ordered alertMin <= normalMin < normalMax <= alertMax."""
 
     model_config = ConfigDict(extra="forbid")
-    location: str | None = Field(default=None, min_length=1, max_length=100)
-    unit: str | None = Field(default=None, min_length=1, max_length=32)
-    normalMin: float | None = Field(default=None, allow_inf_nan=False)
-    normalMax: float | None = Field(default=None, allow_inf_nan=False)
-    alertMin: float | None = Field(default=None, allow_inf_nan=False)
-    alertMax: float | None = Field(default=None, allow_inf_nan=False)
+    location: str | None = Field(default=None, min_length=1, max_length=100, pattern=TEXT)
+    unit: str | None = Field(default=None, min_length=1, max_length=32, pattern=TEXT)
+    normalMin: Threshold = None
+    normalMax: Threshold = None
+    alertMin: Threshold = None
+    alertMax: Threshold = None
     intervalMs: int | None = Field(default=None, ge=10, le=86_400_000)
     status: DeviceStatus | None = None
     offlineTimeoutS: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)

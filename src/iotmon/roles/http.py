@@ -15,8 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from iotmon import __version__
 from iotmon.roles import Role
 from iotmon.roles.runtime import Services
-from iotmon.web.asgi import Observe, Observer
+from iotmon.web.asgi import BodyLimit, Observe, Observer
 from iotmon.web.health import health
+
+MAX_HEADER_BYTES = 64 << 10
 
 
 def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
@@ -24,10 +26,13 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
     app = FastAPI(
         title="iotmon",
         version=__version__,
-        docs_url="/api/docs",
-        redoc_url="/api/redoc",
+        docs_url=None,  # web/docs.py: pinned, with integrity, under a policy of their own
+        redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    from iotmon.web import docs
+
+    docs.install(app)
 
     app.add_middleware(Observe, observers=[counter(services)])
 
@@ -40,6 +45,7 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
             started_at=services.started_at,
             window=services.requests,
             roles={r.name: r.status() for r in roles},
+            probes=services.probes,
         )
         return Response(orjson.dumps(body), status_code=code, media_type="application/json")
 
@@ -55,7 +61,7 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
         wrap = getattr(role, "wrap", None)
         if wrap is not None:
             asgi = wrap(asgi)
-    return asgi
+    return BodyLimit(asgi, services.settings.max_body_bytes)
 
 
 def counter(services: Services) -> Observer:
@@ -97,8 +103,70 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: Any, sock: socket.socket, stop: Any) -> None:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+def _limited_httptools(max_header_bytes: int) -> type[Any]:
+    """uvicorn's httptools protocol with a bound on a request's line and headers: the parser
+    keeps a header whole until it ends, so a 64 MB header was 64 MB in memory. Past the bound:
+    431 and the connection is closed."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Limited(HttpToolsProtocol):
+        _head_bytes = 0
+        _in_body = False
+
+        def data_received(self, data: bytes) -> None:
+            if not self._in_body:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_header_bytes:
+                    self._refuse()
+                    return
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._in_body = True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            self._head_bytes = 0
+            super().on_message_complete()
+
+        def _refuse(self) -> None:
+            if self.transport.is_closing():
+                return
+            msg = b"request headers too large"
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+                b"content-length: "
+                + str(len(msg)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + msg
+            )
+            self.transport.close()
+
+    return Limited
+
+
+async def serve(
+    app: Any, sock: socket.socket, stop: Any, *, max_header_bytes: int = MAX_HEADER_BYTES
+) -> None:
+    try:
+        import httptools  # noqa: F401
+
+        http: Any = _limited_httptools(max_header_bytes)
+    except ImportError:  # pragma: no cover
+        http = "h11"
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=http,
+        h11_max_incomplete_event_size=max_header_bytes,
+        # X-Forwarded-For is for the app to weigh (IOTMON_TRUSTED_PROXIES, web/login.py):
+        # uvicorn would believe it from any loopback peer.
+        proxy_headers=False,
+        server_header=False,
+    )
     server = _Server(config)
 
     async def watch() -> None:

@@ -19,7 +19,7 @@ from iotmon.config import Settings, secret
 from iotmon.db import migrate as migrations
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
-from iotmon.web.health import RequestWindow
+from iotmon.web.health import Probes, RequestWindow
 
 logger = log.get(__name__)
 
@@ -40,6 +40,8 @@ class Services:
     # Requests and errors of this process's HTTP app over the last minute: /health and
     # /api/health report the same figures.
     requests: RequestWindow = field(default_factory=RequestWindow)
+    # The dependency checks of /health and /api/health: pooled connections, a short cache.
+    probes: Probes = field(default_factory=Probes)
 
 
 async def open_services(settings: Settings, needs: set[str], stack: AsyncExitStack) -> Services:

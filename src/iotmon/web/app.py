@@ -28,7 +28,7 @@ from iotmon import logging as log
 from iotmon.readings.models import DEVICE_ID
 from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
-from iotmon.web import auth
+from iotmon.web import auth, login
 from iotmon.web.asgi import SHAREABLE, Observe
 from iotmon.web.health import health
 
@@ -47,7 +47,8 @@ SECURITY_HEADERS = {
     ),
 }
 _SECURITY_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-# Swagger UI loads its script and styles from a CDN: its page gets a looser policy.
+# Swagger UI and ReDoc load pinned scripts (with integrity) from a CDN: their pages set a
+# policy of their own (web/docs.py).
 DOCS_PATHS = ("/api/docs", "/api/redoc")
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -65,6 +66,19 @@ class ApiError(Exception):
 
 
 HOT_CACHE_S = 1.0
+
+
+class ApiCors(CORSMiddleware):
+    """CORS for the REST API only: nothing else of the process (the simulator's control
+    endpoint, /health, /metrics) is ever approved for another origin."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 _LIMITED = "iotmon.limited"  # a 429 decided by Api.admit, answered by the gate
 
 
@@ -140,6 +154,15 @@ class Credentials(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
+class PasswordChange(BaseModel):
+    """A new password; ``currentPassword`` is needed when changing one's own (an admin
+    setting another user's does not give it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=8, max_length=256)
+    currentPassword: str | None = Field(default=None, max_length=256)
+
+
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(pattern=auth.USERNAME.pattern)
@@ -186,6 +209,24 @@ class Api:
         self._inflight: dict[str, asyncio.Future[Response]] = {}
         self.notifier: Any = None
         self.publisher: Any = None
+        self.trusted_proxies = login.parse_networks(self.settings.trusted_proxies)
+        self.hashing = login.Hashing()
+        self.backoff = login.Backoff(self.redis, self.namespace)
+        self.sessions = auth.Sessions(pool)
+        auth.use_sessions(self.sessions)
+
+    def client(self, scope: Any) -> str:
+        """The client's address (X-Forwarded-For only from IOTMON_TRUSTED_PROXIES)."""
+        return login.client_address(scope, self.trusted_proxies)
+
+    async def revoked(self, username: str) -> None:
+        """After a change that ended ``username``'s sessions: forget what this process knew of
+        them, and tell every Socket.IO server to disconnect that user's sockets."""
+        self.sessions.forget(username)
+        try:
+            await self.redis.publish(auth.REVOKED_CHANNEL, auth.revoked_message(username))
+        except aioredis.RedisError as exc:
+            self.log.warning("revocation not published", user=username, error=str(exc))
 
     async def start(self) -> None:
         from iotmon.alerts.notify import Notifier
@@ -262,12 +303,13 @@ class Api:
             request.scope[SHAREABLE] = (role, now)
         return response
 
-    def may_read(self, authorization: str | None, role: str) -> bool:
-        """Whether the ``Authorization`` header's token is valid and has ``role``."""
+    async def may_read(self, authorization: str | None, role: str) -> bool:
+        """Whether the ``Authorization`` header's token is valid, current and has ``role``."""
         try:
-            return self.tokens.verify(auth.bearer(authorization)).can(role)
+            who = self.tokens.verify(auth.bearer(authorization))
         except auth.AuthError:
             return False
+        return who.can(role) and await self.sessions.current(who)
 
     async def admit(self, scope: Any) -> bool:
         """The rate limit for a request ``Replay`` would answer: True when within it. Over
@@ -307,19 +349,28 @@ class Api:
     async def close(self) -> None:
         if self.notifier is not None:
             await self.notifier.close()
+        self.hashing.close()
         await self.redis.aclose()
 
     # --- dependencies ---
-    def principal(self, request: Request) -> auth.Principal:
+    async def principal(self, request: Request) -> auth.Principal:
         token = auth.bearer(request.headers.get("authorization"))
         try:
-            return self.tokens.verify(token)
+            who = self.tokens.verify(token)
         except auth.AuthError as exc:
             raise ApiError(401, "unauthorized", str(exc), WWW_Authenticate="Bearer") from None
+        if not await self.sessions.current(who):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the session has ended (logged out, or the user was changed): log in again",
+                WWW_Authenticate="Bearer",
+            )
+        return who
 
     def require(self, role: str) -> Callable[[Request], Awaitable[auth.Principal]]:
         async def check(request: Request) -> auth.Principal:  # async: no thread pool hop
-            who = self.principal(request)
+            who = await self.principal(request)
             if not who.can(role):
                 raise ApiError(
                     403,
@@ -337,7 +388,7 @@ class Api:
         # code: 501 KiB -> 160 KiB). Socket.IO is outside this app: not affected.
         app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
         app.add_middleware(
-            CORSMiddleware,
+            ApiCors,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
@@ -382,6 +433,14 @@ class Api:
                 ApiError(422, "validation_error", "text must be valid Unicode (no lone surrogates)")
             )
 
+        @app.exception_handler(OverflowError)
+        async def overflow(request: Request, exc: OverflowError) -> Response:
+            # A date at the edge of the calendar (0001-01-01 minus a day, 9999-12-31 plus
+            # an offset) is out of range: the request's fault.
+            return error_response(
+                ApiError(422, "validation_error", "a value is out of range (a date too far?)")
+            )
+
         @app.exception_handler(psycopg.DataError)
         async def bad_data(request: Request, exc: psycopg.DataError) -> Response:
             # What PostgreSQL cannot hold (a NUL character, a number out of its range) is the
@@ -421,7 +480,7 @@ class Api:
 
         @app.get("/{path:path}", include_in_schema=False)
         async def spa(path: str) -> Response:
-            if path.startswith(("api/", "socket.io")):
+            if path.startswith(("api/", "socket.io")) or "\x00" in path:
                 raise StarletteHTTPException(404)
             candidate = (dist / path).resolve()
             if path and candidate.is_file() and candidate.is_relative_to(dist.resolve()):
@@ -440,7 +499,7 @@ class Api:
         path = scope["path"]
         if not limit or not path.startswith("/api/") or path == "/api/health":
             return None
-        client = scope["client"][0] if scope.get("client") else "unknown"
+        client = self.client(scope)
         now = time.time()
         window = int(now // 60)
         key = f"ratelimit:{client}:{window}"
@@ -472,14 +531,39 @@ class Api:
             response_model=TokenEnvelope,
             responses=errors({401: "wrong user name or password"}),
         )
-        async def token(body: Credentials) -> Response:
+        async def token(body: Credentials, request: Request) -> Response:
             """Log in with ``{"username", "password"}``; the token goes in
-            ``Authorization: Bearer <token>`` and in the Socket.IO ``auth`` payload."""
+            ``Authorization: Bearer <token>`` and in the Socket.IO ``auth`` payload.
+            Repeated failures lock the account, and the client address, out for a while
+            (429 with Retry-After); too many logins at once are answered 503."""
+            address = self.client(request.scope)
+            wait = await self.backoff.wait_s(body.username, address)
+            if wait:
+                raise _locked(wait)
+            # The row is read on a pooled connection given back at once: argon2 runs on no
+            # connection, in a thread pool of its own (web/login.py).
             async with self.pool.connection() as conn:
-                try:
-                    who = await _authenticate(conn, body.username, body.password)
-                except auth.AuthError as exc:
-                    raise ApiError(401, "unauthorized", str(exc)) from None
+                cur = await conn.execute(auth.USER_ROW, (body.username,))
+                row = await cur.fetchone()
+            try:
+                who = await self.hashing.run(
+                    auth.verify_password, body.username, row, body.password
+                )
+            except login.Busy:
+                raise ApiError(
+                    503,
+                    "busy",
+                    "too many logins at once: retry in a second",
+                    **{"Retry-After": "1"},
+                ) from None
+            except auth.AuthError as exc:
+                lock = await self.backoff.failed(body.username, address)
+                if lock:
+                    self.log.warning(
+                        "login locked out", user=body.username, address=address, s=lock
+                    )
+                raise ApiError(401, "unauthorized", str(exc)) from None
+            await self.backoff.succeeded(body.username, address)
             access, exp = self.tokens.issue(who)
             return ok(
                 {
@@ -490,6 +574,17 @@ class Api:
                     "role": who.role,
                 }
             )
+
+        @router.post("/auth/logout", response_model=Envelope)
+        async def logout(
+            who: auth.Principal = Depends(self.require("viewer")),  # noqa: B008
+        ) -> Response:
+            """End every session of the caller: this token and any other of the same user stop
+            working (REST at once, Socket.IO sockets are disconnected)."""
+            async with self.pool.connection() as conn:
+                await conn.execute(auth.REVOKE, (who.username,))
+            await self.revoked(who.username)
+            return ok({"username": who.username, "loggedOut": True})
 
         admin = Depends(self.require("admin"))
 
@@ -505,6 +600,7 @@ class Api:
                 redis_url=self.services.redis_url,
                 started_at=self.services.started_at,
                 window=self.services.requests,
+                probes=self.services.probes,
             )
             return Response(orjson.dumps(body), status_code=code, media_type="application/json")
 
@@ -560,12 +656,15 @@ class Api:
                 )
                 if await cur.fetchone():
                     raise ApiError(409, "conflict", f"user {body.username!r} exists already")
-                hashed = await asyncio.to_thread(auth.hash_password, body.password)
-                await conn.execute(
+            hashed = await self._hash(body.password)  # on no connection
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
                     "INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)"
                     " ON CONFLICT (username) DO NOTHING",
                     (body.username, hashed, body.role),
                 )
+            if cur.rowcount == 0:
+                raise ApiError(409, "conflict", f"user {body.username!r} exists already")
             return ok({"username": body.username, "role": body.role}, status=201)
 
         @router.put("/users/{username}/role", tags=["users"], response_model=Envelope)
@@ -574,15 +673,78 @@ class Api:
             body: RoleChange,
             who: auth.Principal = admin,
         ) -> Response:
-            """Change a user's role (admin); it applies to tokens issued from now on."""
+            """Change a user's role (admin); the user's sessions end (log in again)."""
             async with self.pool.connection() as conn:
-                cur = await conn.execute(
-                    "UPDATE users SET role = %s, updated_at = now() WHERE username = %s",
-                    (body.role, username),
-                )
+                cur = await conn.execute(auth.SET_ROLE, (body.role, body.role, username))
             if cur.rowcount == 0:
                 raise ApiError(404, "not_found", f"user {username!r} does not exist")
+            await self.revoked(username)
             return ok({"username": username, "role": body.role})
+
+        @router.delete(
+            "/users/{username}",
+            tags=["users"],
+            response_model=Envelope,
+            responses=errors({404: "no such user", 409: "deleting oneself"}),
+        )
+        async def delete_user(
+            username: Annotated[str, Path(pattern=auth.USERNAME.pattern)],
+            who: auth.Principal = admin,
+        ) -> Response:
+            """Delete a user (admin); the user's sessions end at once."""
+            if username == who.username:
+                raise ApiError(409, "conflict", "an admin cannot delete their own user")
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(auth.DELETE, (username,))
+            if cur.rowcount == 0:
+                raise ApiError(404, "not_found", f"user {username!r} does not exist")
+            await self.revoked(username)
+            return ok({"deleted": username})
+
+        @router.put(
+            "/users/{username}/password",
+            tags=["users"],
+            response_model=Envelope,
+            responses=errors({404: "no such user", 503: "too many password hashes at once"}),
+        )
+        async def set_password(
+            username: Annotated[str, Path(pattern=auth.USERNAME.pattern)],
+            body: PasswordChange,
+            request: Request,
+            who: auth.Principal = Depends(self.require("viewer")),  # noqa: B008
+        ) -> Response:
+            """Change a password: one's own (with ``currentPassword``), or anyone's (admin).
+            Every session of that user ends."""
+            if username != who.username and not who.can("admin"):
+                raise ApiError(403, "forbidden", "only an admin changes another user's password")
+            if username == who.username and not who.can("admin"):
+                if body.currentPassword is None:
+                    raise ApiError(422, "validation_error", "currentPassword is required")
+                address = self.client(request.scope)
+                wait = await self.backoff.wait_s(username, address)
+                if wait:
+                    raise _locked(wait)
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(auth.USER_ROW, (username,))
+                    row = await cur.fetchone()
+                try:
+                    await self.hashing.run(
+                        auth.verify_password, username, row, body.currentPassword
+                    )
+                except login.Busy:
+                    raise ApiError(
+                        503, "busy", "retry in a second", **{"Retry-After": "1"}
+                    ) from None
+                except auth.AuthError:
+                    await self.backoff.failed(username, address)
+                    raise ApiError(403, "forbidden", "currentPassword is wrong") from None
+            hashed = await self._hash(body.password)
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(auth.SET_HASH, (hashed, username))
+            if cur.rowcount == 0:
+                raise ApiError(404, "not_found", f"user {username!r} does not exist")
+            await self.revoked(username)
+            return ok({"username": username, "passwordChanged": True})
 
         from iotmon.alerts import routes as alert_routes
         from iotmon.devices import routes as device_routes
@@ -601,13 +763,23 @@ class Api:
     def dependency(self, role: str) -> Any:
         return Depends(self.require(role))
 
+    async def _hash(self, password: str) -> str:
+        try:
+            return await self.hashing.run(auth.hash_password, password)
+        except login.Busy:
+            raise ApiError(
+                503,
+                "busy",
+                "too many password hashes at once: retry in a second",
+                **{"Retry-After": "1"},
+            ) from None
 
-async def _authenticate(
-    conn: psycopg.AsyncConnection[Any], username: str, password: str
-) -> auth.Principal:
-    """argon2 takes ~50 ms of CPU on purpose: off the event loop."""
-    cur = await conn.execute(
-        "SELECT password_hash, role FROM users WHERE username = %s", (username,)
+
+def _locked(wait: int) -> ApiError:
+    return ApiError(
+        429,
+        "locked_out",
+        f"too many failed logins: retry in {wait} s",
+        {"retryAfterS": wait},
+        **{"Retry-After": str(wait)},
     )
-    row = await cur.fetchone()
-    return await asyncio.to_thread(auth.verify_password, username, row, password)

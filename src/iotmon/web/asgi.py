@@ -4,6 +4,7 @@ three of them were most of a cached answer's 2 ms of CPU."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -103,7 +104,7 @@ class Replay:
         app: ASGIApp,
         *,
         lifetime_s: float,
-        authorize: Callable[[str | None, str], bool],
+        authorize: Callable[[str | None, str], bool | Awaitable[bool]],
         gate: Callable[[Scope], Awaitable[bool]],
         observers: list[Observer],
         stale_s: float = 1.0,
@@ -152,12 +153,11 @@ class Replay:
         usable = age < self.lifetime_s or (
             key in self.refreshing and age < self.lifetime_s + self.stale_s
         )
-        if (
-            kept is not None
-            and usable
-            and self.authorize(authorization, kept.role)
-            and await self.gate(scope)
-        ):
+        if kept is not None and usable and await self._authorized(authorization, kept.role):
+            usable = await self.gate(scope)
+        else:
+            usable = False
+        if kept is not None and usable:
             await send(kept.start)
             for message in kept.body:
                 await send(message)
@@ -207,6 +207,12 @@ class Replay:
         self._make_room(key, answer.size)
         self.kept[key] = answer
 
+    async def _authorized(self, authorization: str | None, role: str) -> bool:
+        allowed = self.authorize(authorization, role)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        return bool(allowed)
+
     def _make_room(self, key: tuple[str, bytes, bool, bytes | None], size: int) -> None:
         """At most ``max_kept`` answers and ``max_bytes`` of bodies: expired answers go
         first, and if that is not enough, all of them (they are a second's worth)."""
@@ -225,3 +231,81 @@ class Replay:
             self.kept.clear()
             self.size = 0
         self.size += size
+
+
+class BodyLimit:
+    """At most ``max_bytes`` of request body: a larger ``Content-Length`` is answered 413
+    before anything is read; a body that grows past it while read (chunked) ends with 413
+    too, without being kept. Every role's HTTP server has it, outermost."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        seen = 0
+        over = False  # the body grew past the limit
+        answered = False  # a response has begun (the app's, or the 413)
+
+        async def limited() -> Message:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    over = True
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal answered
+            if over:  # whatever the app made of the error (a 400, say): the answer is 413
+                if not answered:
+                    answered = True
+                    await self._refuse(send)
+                return
+            if message["type"] == "http.response.start":
+                answered = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watched)
+        except Exception:
+            if not over:
+                raise
+        if over and not answered:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = (
+            b'{"success":false,"error":{"code":"payload_too_large","message":"the request body'
+            b" is larger than " + str(self.max_bytes).encode() + b' bytes","details":null}}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

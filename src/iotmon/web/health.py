@@ -15,6 +15,7 @@ from iotmon.bus import Bus
 from iotmon.timefmt import iso_utc
 
 CHECK_TIMEOUT_S = 2.0
+HEALTH_CACHE_S = 1.0
 
 
 class RequestWindow:
@@ -72,6 +73,84 @@ async def check_bus(bus: Bus) -> None:
     await asyncio.to_thread(bus.ping, CHECK_TIMEOUT_S)
 
 
+class Probes:
+    """The dependency checks of a process, on connections kept for them (a small pool of its
+    own for PostgreSQL, so a busy API pool does not read as an outage; one Redis client), and
+    their result kept ``cache_s``: a flood of probes costs one check a second, done once
+    however many wait for it."""
+
+    def __init__(self, cache_s: float = HEALTH_CACHE_S) -> None:
+        self.cache_s = cache_s
+        self._pool: Any = None
+        self._pool_url: str | None = None
+        self._redis: aioredis.Redis | None = None
+        self._redis_url: str | None = None
+        self._kept: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+
+    async def _database(self, url: str) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        if self._pool is None or self._pool_url != url:
+            self._pool = AsyncConnectionPool(
+                url,
+                min_size=1,
+                max_size=2,
+                open=False,
+                timeout=CHECK_TIMEOUT_S,
+                check=AsyncConnectionPool.check_connection,  # a broken one is replaced
+                kwargs={
+                    "autocommit": True,
+                    "connect_timeout": 2,
+                    "application_name": "iotmon-health",
+                },
+            )
+            self._pool_url = url
+            await self._pool.open(wait=False)
+        async with self._pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+            await conn.execute("SELECT 1")
+
+    async def _ping_redis(self, url: str) -> None:
+        if self._redis is None or self._redis_url != url:
+            self._redis = aioredis.Redis.from_url(
+                url, socket_timeout=CHECK_TIMEOUT_S, socket_connect_timeout=CHECK_TIMEOUT_S
+            )
+            self._redis_url = url
+        await self._redis.ping()
+
+    async def check(
+        self, bus: Bus | None, database_url: str | None, redis_url: str | None
+    ) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        if database_url:
+            checks["database"] = lambda: self._database(database_url)
+        if redis_url:
+            checks["redis"] = lambda: self._ping_redis(redis_url)
+        if bus is not None:
+            checks["kafka"] = lambda: check_bus(bus)
+        key = tuple(checks)
+        kept = self._kept.get(key)
+        if kept is not None and time.monotonic() - kept[0] < self.cache_s:
+            return kept[1]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            kept = self._kept.get(key)
+            if kept is not None and time.monotonic() - kept[0] < self.cache_s:
+                return kept[1]
+            results = await asyncio.gather(*(_timed(c) for c in checks.values()))
+            deps = dict(zip(checks, results, strict=True))
+            self._kept[key] = (time.monotonic(), deps)
+            return deps
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
 async def health(
     *,
     bus: Bus | None,
@@ -80,16 +159,20 @@ async def health(
     started_at: float,
     window: RequestWindow,
     roles: dict[str, dict[str, Any]] | None = None,
+    probes: Probes | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    checks: dict[str, Any] = {}
-    if database_url:
-        checks["database"] = lambda: check_database(database_url)
-    if redis_url:
-        checks["redis"] = lambda: check_redis(redis_url)
-    if bus is not None:
-        checks["kafka"] = lambda: check_bus(bus)
-    results = await asyncio.gather(*(_timed(c) for c in checks.values()))
-    deps = dict(zip(checks, results, strict=True))
+    if probes is not None:
+        deps = await probes.check(bus, database_url, redis_url)
+    else:
+        checks: dict[str, Any] = {}
+        if database_url:
+            checks["database"] = lambda: check_database(database_url)
+        if redis_url:
+            checks["redis"] = lambda: check_redis(redis_url)
+        if bus is not None:
+            checks["kafka"] = lambda: check_bus(bus)
+        results = await asyncio.gather(*(_timed(c) for c in checks.values()))
+        deps = dict(zip(checks, results, strict=True))
     rpm, error_rate = window.figures()
     healthy = all(d["status"] == "healthy" for d in deps.values())
     body: dict[str, Any] = {
