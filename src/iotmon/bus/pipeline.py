@@ -19,7 +19,7 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -147,6 +147,19 @@ def skipped(group: str, rejects: Sequence[tuple[Any, Rejection]]) -> None:
         SKIPPED.labels(group, rej.reason).inc()
 
 
+# SQLSTATE classes that mean "this data", not "this connection": data exception (22: bad
+# text, out-of-range numbers), integrity (23), program limit (54: e.g. jsonb too deep).
+_REFUSING_CLASSES = ("22", "23", "54")
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """Is ``exc`` the database (or a row encoder) refusing the data, rather than weather?"""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _REFUSING_CLASSES
+    return isinstance(exc, ValueError | TypeError | OverflowError | RecursionError)
+
+
 class Isolated(Generic[T]):
     """What ``isolate`` found: the records written, and each refused one with its error."""
 
@@ -187,6 +200,35 @@ def isolate(
             mid = len(part) // 2
             pending.append(part[mid:])
             pending.append(part[:mid])  # popped first: the records keep their order
+            continue
+        out.written.extend(part)
+    return out
+
+
+async def isolate_async(
+    write: Callable[[Sequence[T]], Awaitable[Any]],
+    items: Sequence[T],
+    *,
+    refuses: Callable[[BaseException], bool],
+) -> Isolated[T]:
+    """``isolate`` for a coroutine ``write``."""
+    out: Isolated[T] = Isolated()
+    pending: list[Sequence[T]] = [items]
+    while pending:
+        part = pending.pop()
+        if not part:
+            continue
+        try:
+            await write(part)
+        except Exception as exc:
+            if not refuses(exc):
+                raise
+            if len(part) == 1:
+                out.refused.append((part[0], exc))
+                continue
+            mid = len(part) // 2
+            pending.append(part[mid:])
+            pending.append(part[:mid])
             continue
         out.written.extend(part)
     return out

@@ -33,7 +33,7 @@ from prometheus_client import Counter, Histogram
 
 from iotmon import logging as log
 from iotmon.bus import OFFSET_BEGINNING, Bus, BusError, Consumer, Message, TopicPartition
-from iotmon.bus.pipeline import DeadLetters, Reasons, decode_batch, isolate
+from iotmon.bus.pipeline import DeadLetters, Reasons, decode_batch, isolate, refused_by_database
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.models import (
@@ -61,17 +61,6 @@ FENCED = Counter(
 )
 
 _device, _ts = itemgetter(0), itemgetter(1)
-
-# SQLSTATE classes that mean "this data", not "this connection": data exception (22: bad
-# text, out-of-range numbers), integrity (23), program limit (54: e.g. jsonb too deep).
-_REFUSING_CLASSES = ("22", "23", "54")
-
-
-def refused_by_database(exc: BaseException) -> bool:
-    """Is ``exc`` PostgreSQL (or the row encoder) refusing the data, rather than weather?"""
-    if isinstance(exc, psycopg.Error):
-        return (exc.sqlstate or "")[:2] in _REFUSING_CLASSES
-    return isinstance(exc, ValueError | TypeError | OverflowError | RecursionError)
 
 
 OFFSETS_TIMEOUT_S = 60.0

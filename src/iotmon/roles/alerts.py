@@ -8,21 +8,39 @@ import asyncio
 import contextlib
 from typing import Any
 
-import orjson
 import psycopg
 import redis.asyncio as aioredis
 from fastapi import APIRouter
 
 from iotmon import logging as log
 from iotmon.alerts import rules
+from iotmon.alerts.candidates import decode_many as candidates_decode_many
 from iotmon.alerts.engine import AlertEngine
 from iotmon.alerts.notify import Notifier, NotifyConfig
-from iotmon.bus import TopicPartition, consume_available
+from iotmon.bus import Message, TopicPartition, consume_available
+from iotmon.bus.pipeline import (
+    DeadLetters,
+    Reasons,
+    Rejection,
+    decode_batch,
+    isolate_async,
+    refused_by_database,
+)
 from iotmon.config import Settings, secret
 from iotmon.realtime.publish import AsyncLivePublisher, Encoder
+from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services
 
 logger = log.get(__name__)
+
+
+def _refused(exc: BaseException) -> bool:
+    """A candidate's own fault (data the database refuses, or a value the engine cannot
+    take), as opposed to the database being away (retried)."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError):
+        return False
+    return refused_by_database(exc) or isinstance(exc, KeyError | AttributeError | ArithmeticError)
+
 
 OFFLINE_POLL_S = 0.2
 HOUSEKEEPING_S = 5.0
@@ -56,7 +74,9 @@ class AlertsRole:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.endpoints = ROLES["alerts"].endpoints(services.settings)
         self.engine: AlertEngine | None = None
+        self.dead: DeadLetters | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         s, svc = self.services.settings, self.services
@@ -81,8 +101,13 @@ class AlertsRole:
             conn=conn, redis=r, notifier=notifier, config=rule_config(s), emit=emit
         )
         await engine.start()
-        consumer = svc.bus.consumer(s.alerts_group, name="iotmon-alerts")
-        consumer.subscribe([s.topic("alerts")])
+        ends = self.endpoints
+        assert ends.dlq is not None
+        consumer = svc.bus.consumer(ends.group, name="iotmon-alerts")
+        consumer.subscribe([ends.topic])
+        dead = self.dead = DeadLetters(
+            svc.bus.producer(name="iotmon-alerts-dlq"), ends.dlq, ends.group
+        )
         tasks = [
             asyncio.create_task(self._offline(stop)),
             asyncio.create_task(self._housekeeping(stop)),
@@ -90,43 +115,71 @@ class AlertsRole:
         try:
             while not stop.is_set():
                 msgs = await asyncio.to_thread(consume_available, consumer, 500, 0.2)
-                batch = []
+                if not msgs:
+                    continue
+                candidates, rejected = decode_batch(
+                    candidates_decode_many, [m.value() or b"" for m in msgs]
+                )
+                bad = {i for i, _ in rejected}
+                taken = [m for i, m in enumerate(msgs) if i not in bad]
+                handled = await self._handle(
+                    engine, list(zip(taken, candidates, strict=True)), stop, svc.database_url
+                )
+                if handled is None:  # stopped with the database away: leave them uncommitted
+                    continue
+                await asyncio.to_thread(
+                    dead.send_all, [(msgs[i], rej) for i, rej in rejected] + handled
+                )
+                last: dict[int, int] = {}
                 for m in msgs:
-                    try:
-                        batch.append(orjson.loads(m.value() or b"{}"))
-                    except orjson.JSONDecodeError as exc:
-                        logger.warning("undecodable alert candidate skipped", error=str(exc))
-                backoff, handled = 0.5, not batch
-                while not handled and not stop.is_set():
-                    try:
-                        await engine.handle_many(batch)
-                        handled = True
-                    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                        # The database went away: reconnect and handle the batch again (at
-                        # least once; a repeat only adds to an alert's count).
-                        logger.error("alerts database unavailable, retrying", error=str(exc))
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, 10)
-                        with contextlib.suppress(psycopg.Error):
-                            await engine.conn.close()
-                        with contextlib.suppress(psycopg.Error, OSError):
-                            engine.conn = await psycopg.AsyncConnection.connect(
-                                svc.database_url, autocommit=True, application_name="iotmon-alerts"
-                            )
-                if msgs and handled:  # not when stopped with the database away
-                    last: dict[int, int] = {}
-                    for m in msgs:
-                        last[m.partition()] = m.offset()  # type: ignore[index,assignment]
-                    consumer.commit(
-                        [TopicPartition(s.topic("alerts"), p, o + 1) for p, o in last.items()]
-                    )
+                    last[m.partition()] = m.offset()  # type: ignore[index,assignment]
+                consumer.commit([TopicPartition(ends.topic, p, o + 1) for p, o in last.items()])
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.to_thread(consumer.close)
+            await asyncio.to_thread(dead.close)
             await notifier.close()
             await r.aclose()
             await engine.conn.close()
+
+    async def _handle(
+        self,
+        engine: AlertEngine,
+        batch: list[tuple[Message, dict[str, Any]]],
+        stop: asyncio.Event,
+        database_url: str | None,
+    ) -> list[tuple[Message, Rejection]] | None:
+        """Hand the batch to the engine. While the database is away, reconnect and hand it
+        again (at least once: a repeat only adds to an alert's count); None if stopped
+        meanwhile. A candidate the engine or the database refuses on its own is found by
+        halving and returned for the DLQ: it cannot block the topic."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                result = await isolate_async(
+                    lambda part: engine.handle_many([c for _, c in part]),
+                    batch,
+                    refuses=_refused,
+                )
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                logger.error("alerts database unavailable, retrying", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await engine.conn.close()
+                with contextlib.suppress(psycopg.Error, OSError):
+                    engine.conn = await psycopg.AsyncConnection.connect(
+                        database_url or "", autocommit=True, application_name="iotmon-alerts"
+                    )
+                continue
+            refused = []
+            for (m, c), error in result.refused:
+                detail = f"the alert engine refused it: {type(error).__name__}: {error}"[:500]
+                logger.error("alert candidate refused", error=detail, candidate=repr(c)[:200])
+                refused.append((m, Rejection(Reasons.WRITE_REJECTED, detail)))
+            return refused
+        return None
 
     async def _offline(self, stop: asyncio.Event) -> None:
         assert self.engine is not None
@@ -152,7 +205,8 @@ class AlertsRole:
     def status(self) -> dict[str, Any]:
         if self.engine is None:
             return {"started": False}
-        return {**self.engine.stats, "offline": sorted(self.engine.offline)}
+        dead = self.dead.sent if self.dead is not None else 0
+        return {**self.engine.stats, "deadLettered": dead, "offline": sorted(self.engine.offline)}
 
     def routers(self) -> list[APIRouter]:
         return []
