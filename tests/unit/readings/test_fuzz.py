@@ -30,9 +30,13 @@ def verdict(raw: bytes) -> Row | Rejection:
     try:
         row = parse(raw, NOW)
     except Rejection as rej:
-        assert rej.reason in Reason.ALL, rej
-        assert rej.detail
-        return rej
+        rejection = rej
+    else:
+        rejection = None
+    if rejection is not None:
+        assert rejection.reason in Reason.ALL, rejection
+        assert rejection.detail
+        return rejection
     assert isinstance(row, Row)
     storable(row)
     return row
@@ -41,7 +45,8 @@ def verdict(raw: bytes) -> Row | Rejection:
 def storable(row: Row) -> None:
     """What PostgreSQL's text and jsonb, and the windows' sums of squares, can take."""
     lo, hi = VALUE_RANGE[row.sensor_type]
-    assert math.isfinite(row.value) and lo <= row.value <= hi
+    assert math.isfinite(row.value)
+    assert lo <= row.value <= hi
     for text in (row.device_id, row.unit, row.location, row.status):
         if text is not None:
             assert "\x00" not in text
