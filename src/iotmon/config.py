@@ -101,6 +101,15 @@ class Settings(BaseSettings):
         ge=0,
         description="a device room stays published this long after its last client left",
     )
+    live_max_payload_bytes: int = Field(
+        default=64 << 10, ge=1024, description="largest Socket.IO message a client may send"
+    )
+    live_connect_timeout_s: float = Field(
+        default=5.0, ge=0, description="a Socket.IO session without CONNECT is closed (0 = never)"
+    )
+    live_replays_per_minute: int = Field(
+        default=30, ge=1, description="replays (subscribe with lastEventId) per Socket.IO client"
+    )
 
     # --- alerts ---
     alerts_group: str = "iotmon-alerts"

@@ -14,6 +14,17 @@ events after that id, then the live ones, each once and in order (the room's liv
 held back from that client while its replay goes out). Ids grow system-wide, so a client keeps
 one number: the highest ``eventId`` it has seen. Across rooms the order is per room: a client
 that rejoins two rooms gets the first's replay, then the second's.
+
+Storms and abuse: every Redis read or write of a handler goes through one bounded, blocking
+pool shared by all connections (a handler waits for a connection, never fails for want of
+one), and the reads every connect makes (``live:seq``) and the writes every subscription makes
+(``live:watched``) are coalesced: one round trip for all that arrive together
+(realtime/coalesce.py). Whatever fails in a handler is answered: a connect with a
+``connect_error`` whose ``details.retry`` is true (the client tries again), an event with an
+ack ``{"ok": false, "error"}``; never silence, never a traceback. Payloads are limited
+(``max_payload_bytes``), sessions that never send CONNECT are closed, replays are limited per
+connection, and a connection ends with its token or its user's sessions
+(realtime/sessions.py, realtime/protocol.py).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import engineio  # type: ignore[import-untyped]
+import jwt
 import orjson
 import redis.asyncio as aioredis
 import socketio
@@ -32,28 +44,24 @@ import socketio
 from iotmon import logging as log
 from iotmon.readings.models import DEVICE_ID
 from iotmon.realtime import replay
+from iotmon.realtime.coalesce import Coalesced
+from iotmon.realtime.protocol import GuardedServer, LenientJson, Throttled, error
 from iotmon.realtime.publish import WATCHED_KEY, channel_for, db_of
+from iotmon.realtime.sessions import SocketSessions, listen_revocations
 from iotmon.timefmt import iso_utc
 from iotmon.web.auth import AuthError, Principal, bearer
 
 logger = log.get(__name__)
 
 WATCH_REFRESH_S = 30.0
+REDIS_CONNECTIONS = 16  # the service's Redis connections, shared by every client
+REDIS_WAIT_S = 5.0  # a handler waits this long for one; then the client is told to retry
+REDIS_TIMEOUT_S = 5.0
 
 Authenticate = Callable[[str | None], Principal]  # raises AuthError
 DeviceExists = Callable[[str], Awaitable[bool]]
-
-
-class _OrJson:
-    """python-socketio's ``json`` hook: orjson, ~5x faster than the standard module."""
-
-    @staticmethod
-    def dumps(obj: Any, **_: Any) -> str:
-        return orjson.dumps(obj).decode()
-
-    @staticmethod
-    def loads(s: str | bytes, **_: Any) -> Any:
-        return orjson.loads(s)
+Current = Callable[[Principal], Awaitable[bool]]  # is the token's session still current?
+Handler = Callable[..., Awaitable[Any]]
 
 
 class LiveManager(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -143,10 +151,6 @@ class LiveManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         await super()._handle_emit({**message, "room": sid, "skip_sid": None})
 
 
-def _error(code: str, message: str, **details: Any) -> dict[str, Any]:
-    return {"code": code, "message": message, "details": details, "timestamp": iso_utc()}
-
-
 class LiveService:
     def __init__(
         self,
@@ -154,28 +158,55 @@ class LiveService:
         *,
         authenticate: Authenticate,
         device_exists: DeviceExists,
+        current: Current | None = None,
         cors_origins: list[str] | str = "*",
         watch_grace_s: float = 300.0,
         channel: str | None = None,
+        max_payload_bytes: int = 64 << 10,
+        connect_timeout_s: float = 10.0,
+        replays_per_minute: int = 30,
     ) -> None:
-        self.redis = aioredis.Redis.from_url(redis_url)
+        self.redis_url = redis_url
+        # One bounded pool for every handler: a storm waits for a connection (at most
+        # REDIS_WAIT_S, then the client is told to retry) instead of failing for want of one.
+        self.redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=REDIS_CONNECTIONS,
+                timeout=REDIS_WAIT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+            )
+        )
         # The channel of this Redis database (the one the roles publish on): Redis pub/sub is
         # server-wide, and a deployment in another database must not reach these clients.
         channel = channel_for(db_of(self.redis)) if channel is None else channel
-        self.manager = LiveManager(redis_url, channel=channel, json=_OrJson)
-        self.sio = socketio.AsyncServer(
+        self.manager = LiveManager(redis_url, channel=channel, json=LenientJson)
+        self.sio = GuardedServer(
             async_mode="asgi",
             client_manager=self.manager,
-            json=_OrJson,
+            json=LenientJson,
             cors_allowed_origins=cors_origins,
+            max_http_buffer_size=max_payload_bytes,
+            connect_timeout_s=connect_timeout_s,
+            on_bad_packet=self._bad_packet,
         )
         self.authenticate = authenticate
         self.device_exists = device_exists
+        self.current = current
         self.watch_grace_s = watch_grace_s
         self.app = socketio.ASGIApp(self.sio, socketio_path="socket.io")
-        self._watch_task: asyncio.Task[None] | None = None
-        self.connected = 0
+        self.sessions = SocketSessions(self._end, replays_per_minute)
+        self.last_id: Coalesced[None, int] = Coalesced(lambda _: replay.last_id(self.redis))
+        self.watch: Coalesced[str, None] = Coalesced(self._watch)
+        self.log = Throttled()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._revocations_heard = asyncio.Event()
         self._register()
+
+    @property
+    def connected(self) -> int:
+        return len(self.sessions)
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -184,13 +215,23 @@ class LiveService:
         if not self.sio.manager_initialized:
             self.sio.manager_initialized = True
             self.manager.initialize()
-        self._watch_task = asyncio.create_task(self._keep_watching())
+        self._tasks = [
+            asyncio.create_task(self._keep_watching()),
+            asyncio.create_task(
+                listen_revocations(
+                    self.redis_url, self._revoked, self._revocations_heard, self.log.warn
+                )
+            ),
+        ]
+        with contextlib.suppress(TimeoutError):  # Redis down: it keeps trying meanwhile
+            await asyncio.wait_for(self._revocations_heard.wait(), REDIS_TIMEOUT_S)
 
     async def close(self) -> None:
-        if self._watch_task is not None:
-            self._watch_task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+                await task
         await self.redis.aclose()
 
     async def _keep_watching(self) -> None:
@@ -203,59 +244,165 @@ class LiveService:
                     until = time.time() + WATCH_REFRESH_S + self.watch_grace_s
                     await self.redis.zadd(WATCHED_KEY, dict.fromkeys(rooms, until))
 
-    async def _watch(self, room: str) -> None:
+    async def _watch(self, rooms: set[str]) -> None:
         until = time.time() + WATCH_REFRESH_S + self.watch_grace_s
-        await self.redis.zadd(WATCHED_KEY, {room: until})
+        await self.redis.zadd(WATCHED_KEY, dict.fromkeys(rooms, until))
 
     # --- events ---
     def _register(self) -> None:
         on = self.sio.on
         on("connect", handler=self.on_connect)
         on("disconnect", handler=self.on_disconnect)
-        on("subscribe-device", handler=self.subscribe_device)
-        on("unsubscribe-device", handler=self.unsubscribe_device)
-        on("subscribe-alerts", handler=self.subscribe_alerts)
-        on("unsubscribe-alerts", handler=self.unsubscribe_alerts)
-        on("subscribe-system", handler=self.subscribe_system)
-        on("unsubscribe-system", handler=self.unsubscribe_system)
-        on("ping", handler=self.ping)
+        events: dict[str, Handler] = {
+            "subscribe-device": self.subscribe_device,
+            "unsubscribe-device": self.unsubscribe_device,
+            "subscribe-alerts": self.subscribe_alerts,
+            "unsubscribe-alerts": self.unsubscribe_alerts,
+            "subscribe-system": self.subscribe_system,
+            "unsubscribe-system": self.unsubscribe_system,
+            "refresh-token": self.refresh_token,
+            "ping": self.ping,
+        }
+        for event, handler in events.items():
+            on(event, handler=self._answering(event, handler))
         on("*", handler=self.unknown)
 
+    def _answering(self, event: str, handler: Handler) -> Handler:
+        """``handler(sid, data)`` for any number of arguments the client sent (the first is
+        the data); whatever it raises is answered with an error ack, not a traceback."""
+
+        async def answer(sid: str, *args: Any) -> Any:
+            try:
+                return await handler(sid, args[0] if args else None)
+            except Exception as exc:
+                self.log.warn(
+                    f"event:{event}:{type(exc).__name__}",
+                    "Socket.IO event failed; the client was told to retry",
+                    event=event,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
+                return await self._refuse(
+                    sid, "unavailable", f"{event} failed: try again", None, retry=True
+                )
+
+        return answer
+
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            await self._connect(sid, environ, auth)
+        except socketio.exceptions.ConnectionRefusedError:
+            raise
+        except Exception as exc:  # Redis, the database: the client must retry, not hang
+            self.log.warn(
+                f"connect:{type(exc).__name__}",
+                "Socket.IO connect failed; the client was told to retry",
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            message = "the server is busy: try again"
+            raise socketio.exceptions.ConnectionRefusedError(
+                message, error("unavailable", message, retry=True)
+            ) from None
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         auth = auth if isinstance(auth, dict) else {}
-        token = auth.get("token") or bearer(environ.get("HTTP_AUTHORIZATION"))
+        token = auth.get("token")
+        token = token if isinstance(token, str) else None
+        token = token or bearer(environ.get("HTTP_AUTHORIZATION"))
+        principal, exp = await self._verify(token)
+        last = await self.last_id(None)
+        await self.sio.save_session(
+            sid,
+            {
+                "user": principal.username,
+                "role": principal.role,
+                "lastEventId": replay.parse_event_id(auth.get("lastEventId")),
+            },
+        )
+        self.sessions.add(sid, principal.username, principal.role, exp)
+        status = {
+            "status": "connected",
+            "sid": sid,
+            "user": principal.username,
+            "role": principal.role,
+            "lastEventId": str(last),
+            "expiresAt": iso_utc(exp),
+            "timestamp": iso_utc(),
+        }
+        # After the CONNECT packet (python-socketio sends it when this handler returns,
+        # without yielding first): a task started now runs after that.
+        self.sio.spawn(self._send(sid, "connection-status", status))
+
+    async def _verify(self, token: str | None) -> tuple[Principal, float]:
+        """The token's user and expiry; a refusal (unauthorized) when it will not do."""
         try:
             principal = self.authenticate(token)
+            exp = float(jwt.decode(token or "", options={"verify_signature": False})["exp"])
+            if self.current is not None and not await self.current(principal):
+                raise AuthError("the session has ended: log in again")
         except AuthError as exc:
             # Two arguments: the client's connect_error gets {"message", "data"} (one would
             # be sent as {"message": str(the dict)}, a Python repr).
             raise socketio.exceptions.ConnectionRefusedError(
-                str(exc), _error("unauthorized", str(exc))
+                str(exc), error("unauthorized", str(exc))
             ) from None
-        session = {
-            "user": principal.username,
-            "role": principal.role,
-            "lastEventId": replay.parse_event_id(auth.get("lastEventId")),
-        }
-        await self.sio.save_session(sid, session)
-        self.connected += 1
-        await self.sio.emit(
-            "connection-status",
-            {
-                "status": "connected",
-                "sid": sid,
-                "user": principal.username,
-                "role": principal.role,
-                "lastEventId": str(await replay.last_id(self.redis)),
-                "timestamp": iso_utc(),
-            },
-            to=sid,
-        )
+        return principal, exp
 
     async def on_disconnect(self, sid: str, *_: Any) -> None:
-        self.connected -= 1
+        self.sessions.remove(sid)
 
-    async def subscribe_device(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def _send(self, sid: str, event: str, data: Any) -> None:
+        """An event to a client of this process (not through Redis: it is here)."""
+        try:
+            await self.sio.emit(event, data, to=sid, ignore_queue=True)
+        except Exception as exc:  # gone meanwhile
+            self.log.warn("send", "could not send to a client", error=f"{exc!r}"[:200])
+
+    def _end(self, sid: str, code: str, message: str) -> None:
+        """End a connection's session: an ``error`` event saying why, then disconnected."""
+        self.sessions.remove(sid)
+
+        async def end() -> None:
+            await self._send(sid, "error", error(code, message))
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect(sid, ignore_queue=True)
+
+        self.sio.spawn(end())
+
+    def _revoked(self, user: str) -> None:
+        ended = self.sessions.revoked(user)
+        if ended:
+            logger.info("sessions revoked", user=user, sockets=ended)
+
+    async def _bad_packet(self, eio_sid: str, data: Any, why: str) -> None:
+        self.log.warn(
+            f"bad-packet:{why.split(':', 1)[0][:40]}",
+            "malformed Socket.IO packet",
+            why=why,
+            packet=repr(data)[:120],
+        )
+        sid = self.sio.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is not None and sid in self.sessions:
+            await self._send(sid, "error", error("bad_packet", why))
+        else:  # before CONNECT: nothing to talk to
+            with contextlib.suppress(Exception):
+                await self.sio.eio.disconnect(eio_sid)
+
+    async def refresh_token(self, sid: str, data: Any) -> dict[str, Any]:
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            return await self._refuse(sid, "invalid_token", "token is required", data)
+        try:
+            principal, exp = await self._verify(token)
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            return await self._refuse(sid, "unauthorized", str(exc), None)
+        why = self.sessions.refresh(sid, principal.username, principal.role, exp)
+        if why is not None:
+            return await self._refuse(sid, "unauthorized", why, None)
+        session = await self.sio.get_session(sid)
+        session["role"] = principal.role
+        return {"ok": True, "expiresAt": iso_utc(exp)}
+
+    async def subscribe_device(self, sid: str, data: Any) -> dict[str, Any]:
         device = data.get("deviceId") if isinstance(data, dict) else data
         if not isinstance(device, str) or not DEVICE_ID.match(device):
             return await self._refuse(sid, "invalid_device_id", "deviceId is required", data)
@@ -264,40 +411,43 @@ class LiveService:
                 sid, "unknown_device", f"device {device!r} does not exist", data
             )
         room = f"device:{device}"
-        await self._watch(room)
+        await self.watch(room)
         return await self._join(sid, room, data)
 
-    async def unsubscribe_device(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def unsubscribe_device(self, sid: str, data: Any) -> dict[str, Any]:
         device = data.get("deviceId") if isinstance(data, dict) else data
-        if not isinstance(device, str):
+        if not isinstance(device, str) or not DEVICE_ID.match(device):
             return await self._refuse(sid, "invalid_device_id", "deviceId is required", data)
         await self.sio.leave_room(sid, f"device:{device}")
         return {"ok": True, "room": f"device:{device}"}
 
-    async def subscribe_alerts(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def subscribe_alerts(self, sid: str, data: Any) -> dict[str, Any]:
         return await self._join(sid, "alerts", data)
 
-    async def unsubscribe_alerts(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def unsubscribe_alerts(self, sid: str, data: Any) -> dict[str, Any]:
         await self.sio.leave_room(sid, "alerts")
         return {"ok": True, "room": "alerts"}
 
-    async def subscribe_system(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def subscribe_system(self, sid: str, data: Any) -> dict[str, Any]:
         return await self._join(sid, "system", data)
 
-    async def unsubscribe_system(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def unsubscribe_system(self, sid: str, data: Any) -> dict[str, Any]:
         await self.sio.leave_room(sid, "system")
         return {"ok": True, "room": "system"}
 
-    async def ping(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def ping(self, sid: str, data: Any) -> dict[str, Any]:
         return {"pong": True, "timestamp": iso_utc()}
 
-    async def unknown(self, event: str, sid: str, data: Any = None) -> None:
-        await self.sio.emit("error", _error("unknown_event", f"unknown event {event!r}"), to=sid)
+    async def unknown(self, event: Any, sid: str, *_: Any) -> dict[str, Any]:
+        name = event[:64] if isinstance(event, str) else None
+        return await self._refuse(sid, "unknown_event", f"unknown event {name!r}", None)
 
-    async def _refuse(self, sid: str, code: str, message: str, data: Any) -> dict[str, Any]:
-        error = _error(code, message, received=data if isinstance(data, str | dict) else None)
-        await self.sio.emit("error", error, to=sid)
-        return {"ok": False, "error": error}
+    async def _refuse(
+        self, sid: str, code: str, message: str, data: Any, **details: Any
+    ) -> dict[str, Any]:
+        problem = error(code, message, received=_echo(data), **details)
+        await self._send(sid, "error", problem)
+        return {"ok": False, "error": problem}
 
     async def _join(self, sid: str, room: str, data: Any) -> dict[str, Any]:
         session = await self.sio.get_session(sid)
@@ -307,6 +457,17 @@ class LiveService:
         if after is None:
             await self.sio.enter_room(sid, room)
             return {"ok": True, "room": room, "replayed": 0}
+        wait_s = self.sessions.replay_allowed(sid)
+        if wait_s is not None:
+            limit = self.sessions.replays_per_minute
+            return await self._refuse(
+                sid,
+                "rate_limited",
+                f"at most {limit} replays a minute per connection: subscribe without"
+                f" lastEventId, or try again in {wait_s:.0f} s",
+                None,
+                retryAfterS=round(wait_s, 1),
+            )
         # What it missed, then what is new, each once: the room's live events are held back
         # from this client until its replay is out. Ids grow: a held event is new when its id
         # is above the last one sent (below, it was in the replay too).
@@ -329,6 +490,20 @@ class LiveService:
         finally:
             self.manager.release(sid, room)  # no await since the last empty take
         return {"ok": True, "room": room, "replayed": replayed}
+
+
+def _echo(data: Any) -> Any:
+    """What a refused request carried, as far as it is worth sending back: short strings
+    (lone surrogates replaced) and small objects; None otherwise."""
+    if isinstance(data, str):
+        return data[:100].encode("utf-8", "replace").decode()
+    if isinstance(data, dict):
+        try:
+            encoded = orjson.dumps(data)
+        except (orjson.JSONEncodeError, TypeError):
+            return None
+        return data if len(encoded) <= 512 else None
+    return None
 
 
 def _event_id(payload: Any) -> int | None:

@@ -55,8 +55,12 @@ class WebRole:
             services.redis_url,
             authenticate=self.tokens.verify,
             device_exists=self.device_exists,
+            current=auth.session_current,
             cors_origins=s.cors_origins,
             watch_grace_s=s.live_watch_grace_s,
+            max_payload_bytes=s.live_max_payload_bytes,
+            connect_timeout_s=s.live_connect_timeout_s,
+            replays_per_minute=s.live_replays_per_minute,
         )
         self.api = Api(services, self.pool, self.tokens)
         tune_gc()
