@@ -19,12 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from iotmon.alerts import lifecycle
+from iotmon.cache import keys
 from iotmon.config import Settings
 from iotmon.readings.queries import csv_field
 from iotmon.roles.http import make_app
 from iotmon.roles.runtime import Services
 from iotmon.roles.web import WebRole
-from iotmon.stats import publish
 from iotmon.web import auth
 
 PASSWORD = "correct-horse"  # noqa: S105 (test users)
@@ -215,14 +215,14 @@ async def test_device_list_with_live_state_filters_and_pages(api: Api) -> None:
     device = new_device(api.db, location="paint-shop-9", device_type="pressure", unit="psi")
     now = time.time()
     await api.redis.set(
-        publish.current_key(device),
+        keys.current(device),
         orjson.dumps({"value": 42.5, "timestamp": "2026-01-01T00:00:00.000Z", "status": "normal"}),
     )
     await api.redis.set(
-        publish.stats_key(device, "24h"),
+        keys.stats(device, "24h"),
         orjson.dumps({"avg": 41.0, "min": 30.0, "max": 50.0, "trend": "increasing"}),
     )
-    await api.redis.zadd(publish.LAST_SEEN_KEY, {device: now})
+    await api.redis.zadd(keys.LAST_SEEN, {device: now})
     r = await api.get("/api/devices", params={"limit": 1000})
     assert r.status_code == 200
     body = r.json()
@@ -276,7 +276,7 @@ async def test_device_list_with_live_state_filters_and_pages(api: Api) -> None:
 
 async def test_device_details_current_and_404(api: Api) -> None:
     device = new_device(api.db, offline_timeout_s=10)
-    await api.redis.zadd(publish.LAST_SEEN_KEY, {device: time.time() - 60})
+    await api.redis.zadd(keys.LAST_SEEN, {device: time.time() - 60})
     r = await api.get(f"/api/devices/{device}")
     assert r.status_code == 200
     d = r.json()["data"]
@@ -295,7 +295,7 @@ async def test_device_details_current_and_404(api: Api) -> None:
     assert r.json()["data"]["status"] == "critical"
     # From Redis when processing wrote it.
     await api.redis.set(
-        publish.current_key(device),
+        keys.current(device),
         orjson.dumps({"value": 1.0, "timestamp": "2026-01-01T00:00:00.000Z", "status": "low"}),
     )
     assert (await api.get(f"/api/devices/{device}/current")).json()["data"]["value"] == 1.0
@@ -532,7 +532,7 @@ async def test_acknowledge_and_resolve_as_operator(api: Api) -> None:
         if (m := orjson.loads(f[b"m"]))["data"][0].get("alertId") == alert_id
     ]
     assert events == [("alert-acknowledged", alert_id), ("alert-resolved", alert_id)]
-    assert not await api.redis.hexists(publish.ACTIVE_ALERTS_KEY, str(alert_id))
+    assert not await api.redis.hexists(keys.ACTIVE_ALERTS, str(alert_id))
     history = (await api.get(f"/api/alerts/{alert_id}")).json()["data"]["transitions"]
     assert [(t["to"], t["note"]) for t in history] == [
         ("triggered", "device-004 threshold_below"),

@@ -21,14 +21,15 @@ from iotmon import logging as log
 from iotmon.alerts import lifecycle, rules
 from iotmon.alerts.models import SEVERITIES, TYPES, Alert
 from iotmon.alerts.notify import Notifier
-from iotmon.stats import publish
+from iotmon.cache import keys
+from iotmon.devices.models import offline_timeout
 from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
 
 # The Redis keys are defined once, with the ones processing writes.
-ACTIVE_KEY = publish.ACTIVE_ALERTS_KEY
-LAST_SEEN_KEY = publish.LAST_SEEN_KEY
+ACTIVE_KEY = keys.ACTIVE_ALERTS
+LAST_SEEN_KEY = keys.LAST_SEEN
 SPANS_REFRESH_S = 10.0
 SILENCES_REFRESH_S = 1.0
 
@@ -164,7 +165,7 @@ class AlertEngine:
         return self._spans.get(device_id)
 
     def timeout(self, device_id: str) -> float:
-        return self._timeouts.get(device_id, self.config.offline_timeout_s)
+        return offline_timeout(self._timeouts.get(device_id), self.config.offline_timeout_s)
 
     # --- publishing a change ---
     async def _changed(self, alert: Alert, event: str | None) -> None:

@@ -42,6 +42,35 @@ VALUE_RANGE: dict[str, tuple[float, float]] = {
 }
 assert set(VALUE_RANGE) == SENSOR_TYPES
 
+
+def reading_status(
+    value: float,
+    normal_min: float | None,
+    normal_max: float | None,
+    alert_min: float | None,
+    alert_max: float | None,
+) -> str:
+    """A reading's status against its device's thresholds, the one rule every part uses
+    (processing's live status, the API's ``/current``, the dashboard's colours): ``critical``
+    past an alert threshold, ``warning`` outside the normal range, else ``normal``."""
+    if (alert_max is not None and value > alert_max) or (
+        alert_min is not None and value < alert_min
+    ):
+        return "critical"
+    if (normal_max is not None and value > normal_max) or (
+        normal_min is not None and value < normal_min
+    ):
+        return "warning"
+    return "normal"
+
+
+def offline_timeout(device_timeout_s: float | None, default_s: float) -> float:
+    """How long a device may stay silent before it is offline: its own ``offline_timeout_s``,
+    else the deployment's ``IOTMON_ALERT_OFFLINE_TIMEOUT_S``. The alert engine (device_offline)
+    and the API (``connectivity``) both ask here, so the badge and the alert agree."""
+    return float(device_timeout_s) if device_timeout_s else default_s
+
+
 _LOCATIONS = ("assembly-line", "packaging-line", "quality-control", "press-shop", "paint-shop")
 
 

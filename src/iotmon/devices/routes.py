@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from iotmon.devices import service
+from iotmon.devices.models import reading_status
 from iotmon.timefmt import iso_utc
 from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
 from iotmon.web.auth import Principal
@@ -193,7 +194,12 @@ def router(api: Api) -> APIRouter:
             alerts = await service.alert_levels(conn, [r["device_id"] for r in rows])
         states = await api.live_state([r["device_id"] for r in rows])
         devices = [
-            service.summary(row, states.get(row["device_id"], {}), alerts.get(row["device_id"]))
+            service.summary(
+                row,
+                states.get(row["device_id"], {}),
+                alerts.get(row["device_id"]),
+                api.settings.alert_offline_timeout_s,
+            )
             for row in rows
         ]
         active = sum(1 for d in devices if d["connectivity"] == "online")
@@ -218,7 +224,9 @@ def router(api: Api) -> APIRouter:
         return ok(
             service.config_json(row)
             | {
-                "connectivity": service.connectivity(row, state["lastSeen"]),
+                "connectivity": service.connectivity(
+                    row, state["lastSeen"], api.settings.alert_offline_timeout_s
+                ),
                 "current": state["current"],
                 "stats1h": state["stats1h"],
                 "stats24h": state["stats24h"],
@@ -249,9 +257,9 @@ def router(api: Api) -> APIRouter:
         if last is None:
             raise ApiError(404, "no_data", f"device {device_id!r} has sent no reading yet")
         t, value, unit, sensor_type = last
-        above = row["alert_max"] is not None and value > row["alert_max"]
-        below = row["alert_min"] is not None and value < row["alert_min"]
-        status = "critical" if above or below else "normal"
+        status = reading_status(
+            value, row["normal_min"], row["normal_max"], row["alert_min"], row["alert_max"]
+        )
         return ok(
             {
                 "value": value,

@@ -14,14 +14,14 @@ import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 
 from iotmon.alerts.models import SEVERITIES
-from iotmon.stats import publish
+from iotmon.cache import keys
+from iotmon.devices.models import offline_timeout
 from iotmon.timefmt import iso_utc
 
 COLUMNS = (
     "device_id, device_type, location, unit, normal_min, normal_max, alert_min, alert_max,"
     " interval_ms, status, offline_timeout_s, metadata, created_at, updated_at"
 )
-DEFAULT_OFFLINE_TIMEOUT_S = 30.0
 
 # The fields PUT /api/devices/{id}/config may change: API name -> column.
 EDITABLE = {
@@ -136,10 +136,10 @@ async def live(
     if not device_ids:
         return {}
     pipe = r.pipeline(transaction=False)
-    pipe.mget([publish.current_key(d) for d in device_ids])
+    pipe.mget([keys.current(d) for d in device_ids])
     for w in windows:
-        pipe.mget([publish.stats_key(d, w) for d in device_ids])
-    pipe.zmscore(publish.LAST_SEEN_KEY, device_ids)
+        pipe.mget([keys.stats(d, w) for d in device_ids])
+    pipe.zmscore(keys.LAST_SEEN, device_ids)
     answers = await pipe.execute()
     current, stats, seen = answers[0], answers[1:-1], answers[-1]
     out: dict[str, dict[str, Any]] = {}
@@ -155,16 +155,26 @@ async def live(
     return out
 
 
-def connectivity(row: dict[str, Any], last_seen: float | None, now: float | None = None) -> str:
+def connectivity(
+    row: dict[str, Any],
+    last_seen: float | None,
+    default_timeout_s: float,
+    now: float | None = None,
+) -> str:
+    """``online`` while the device's last reading is within its offline timeout (the same
+    one the alert engine uses for ``device_offline``)."""
     if last_seen is None:
         return "unknown"
-    timeout = row["offline_timeout_s"] or DEFAULT_OFFLINE_TIMEOUT_S
+    timeout = offline_timeout(row["offline_timeout_s"], default_timeout_s)
     now = time.time() if now is None else now
     return "online" if now - last_seen <= timeout else "offline"
 
 
 def summary(
-    row: dict[str, Any], state: dict[str, Any], alert: tuple[str, int] | None
+    row: dict[str, Any],
+    state: dict[str, Any],
+    alert: tuple[str, int] | None,
+    default_timeout_s: float,
 ) -> dict[str, Any]:
     """One device of ``GET /api/devices`` (the specification's shape, plus what the
     dashboard needs beside it)."""
@@ -177,7 +187,7 @@ def summary(
         "unit": row["unit"],
         "status": row["status"],
         "intervalMs": row["interval_ms"],
-        "connectivity": connectivity(row, state.get("lastSeen")),
+        "connectivity": connectivity(row, state.get("lastSeen"), default_timeout_s),
         "lastReading": {
             "value": current["value"],
             "timestamp": current["timestamp"],

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Gauge
 from iotmon import logging as log
 from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, consume_available
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
+from iotmon.cache import keys
 from iotmon.db.pool import connect_retrying
 from iotmon.readings.models import Row, limits_from, parse_many
 from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
@@ -346,7 +347,7 @@ class ProcessingRole:
         proc = self.processor
         active = sum(1 for st in proc.devices.values() if now - st.timestamp <= ACTIVE_AFTER_S)
         try:
-            alerts = int(self.redis.hlen(publish.ACTIVE_ALERTS_KEY))
+            alerts = int(self.redis.hlen(keys.ACTIVE_ALERTS))
         except redis.RedisError:
             alerts = 0
         total = max(len(proc.configs), len(proc.devices))

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from iotmon.devices.models import reading_status
 from iotmon.stats.anomaly import Ewma
 from iotmon.stats.windows import Stats, Window
 from iotmon.timefmt import iso_utc
@@ -31,15 +32,7 @@ class DeviceConfig:
         return 0.0
 
     def status(self, v: float) -> str:
-        if (self.alert_max is not None and v > self.alert_max) or (
-            self.alert_min is not None and v < self.alert_min
-        ):
-            return "critical"
-        if (self.normal_max is not None and v > self.normal_max) or (
-            self.normal_min is not None and v < self.normal_min
-        ):
-            return "warning"
-        return "normal"
+        return reading_status(v, self.normal_min, self.normal_max, self.alert_min, self.alert_max)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from iotmon import __version__
 from iotmon.alerts.models import SEVERITIES
-from iotmon.stats import publish
+from iotmon.cache import keys
 from iotmon.web.app import Api, Envelope, errors, ok
 
 REQUESTS = Counter("iotmon_http_requests_total", "API requests", ["method", "route", "status"])
@@ -70,7 +70,7 @@ def router(api: Api) -> APIRouter:
     async def figures() -> Response:
         system: dict[str, Any] = {}
         try:
-            raw = await api.redis.get(publish.SYSTEM_METRICS_KEY)
+            raw = await api.redis.get(keys.SYSTEM_METRICS)
             system = orjson.loads(raw) if raw else {}
         except aioredis.RedisError:
             pass
