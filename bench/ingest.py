@@ -29,7 +29,8 @@ from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.db import migrate, partitions
 from iotmon.devices.models import fleet
-from iotmon.readings.ingest import COPY_SQL, IngestConfig, Ingestor, tune_gc
+from iotmon.readings.ingest import COPY_SQL, IngestConfig, Ingestor
+from iotmon.roles.runtime import tune_gc
 from iotmon.readings.models import COPY_TYPES, Row, parse
 from iotmon.simulator.signals import Signal
 
