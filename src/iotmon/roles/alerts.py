@@ -17,7 +17,7 @@ from iotmon.alerts import rules
 from iotmon.alerts.candidates import decode_many as candidates_decode_many
 from iotmon.alerts.engine import AlertEngine
 from iotmon.alerts.notify import Notifier, NotifyConfig
-from iotmon.bus import Message, TopicPartition, consume_available
+from iotmon.bus import BusError, Message, TopicPartition, consume_available
 from iotmon.bus.pipeline import (
     DeadLetters,
     Reasons,
@@ -77,14 +77,17 @@ class AlertsRole:
         self.endpoints = ROLES["alerts"].endpoints(services.settings)
         self.engine: AlertEngine | None = None
         self.dead: DeadLetters | None = None
+        self._stop = asyncio.Event()
+        self._conn_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         s, svc = self.services.settings, self.services
         assert svc.database_url is not None
         assert svc.redis_url is not None
-        conn = await psycopg.AsyncConnection.connect(
-            svc.database_url, autocommit=True, application_name="iotmon-alerts"
-        )
+        self._stop = stop
+        conn = await self._connect()
+        if conn is None:
+            return
         r = aioredis.Redis.from_url(svc.redis_url)
         live = AsyncLivePublisher(
             r, Encoder(replay_size=s.live_replay_size, replay_ttl_s=s.live_replay_ttl_s)
@@ -100,7 +103,9 @@ class AlertsRole:
         engine = self.engine = AlertEngine(
             conn=conn, redis=r, notifier=notifier, config=rule_config(s), emit=emit
         )
-        await engine.start()
+        if not await self._start(engine, stop):
+            await r.aclose()
+            return
         ends = self.endpoints
         assert ends.dlq is not None
         consumer = svc.bus.consumer(ends.group, name="iotmon-alerts")
@@ -123,13 +128,14 @@ class AlertsRole:
                 bad = {i for i, _ in rejected}
                 taken = [m for i, m in enumerate(msgs) if i not in bad]
                 handled = await self._handle(
-                    engine, list(zip(taken, candidates, strict=True)), stop, svc.database_url
+                    engine, list(zip(taken, candidates, strict=True)), stop
                 )
                 if handled is None:  # stopped with the database away: leave them uncommitted
                     continue
-                await asyncio.to_thread(
-                    dead.send_all, [(msgs[i], rej) for i, rej in rejected] + handled
-                )
+                if not await self._dead_letter(
+                    dead, [(msgs[i], rej) for i, rej in rejected] + handled, stop
+                ):
+                    continue  # stopped with the bus away: not committed, seen again
                 last: dict[int, int] = {}
                 for m in msgs:
                     last[m.partition()] = m.offset()  # type: ignore[index,assignment]
@@ -148,7 +154,6 @@ class AlertsRole:
         engine: AlertEngine,
         batch: list[tuple[Message, dict[str, Any]]],
         stop: asyncio.Event,
-        database_url: str | None,
     ) -> list[tuple[Message, Rejection]] | None:
         """Hand the batch to the engine. While the database is away, reconnect and hand it
         again (at least once: a repeat only adds to an alert's count); None if stopped
@@ -166,12 +171,7 @@ class AlertsRole:
                 logger.error("alerts database unavailable, retrying", error=str(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
-                with contextlib.suppress(psycopg.Error, OSError):
-                    await engine.conn.close()
-                with contextlib.suppress(psycopg.Error, OSError):
-                    engine.conn = await psycopg.AsyncConnection.connect(
-                        database_url or "", autocommit=True, application_name="iotmon-alerts"
-                    )
+                await self._reconnect(engine)
                 continue
             refused = []
             for (m, c), error in result.refused:
@@ -181,11 +181,79 @@ class AlertsRole:
             return refused
         return None
 
+    @staticmethod
+    async def _dead_letter(
+        dead: DeadLetters, rejects: list[tuple[Message, Rejection]], stop: asyncio.Event
+    ) -> bool:
+        """Send to the DLQ before the batch commits; while the bus is away, keep trying."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(dead.send_all, rejects)
+                return True
+            except (BusError, BufferError) as exc:
+                logger.error("dead-letter topic unavailable, retrying", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+        return False
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any] | None:
+        """A connection to PostgreSQL, waiting (with back-off) while it is away; None if
+        stopped meanwhile. The role starts, and keeps running, through an outage."""
+        url = self.services.database_url
+        assert url is not None
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                return await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, application_name="iotmon-alerts", connect_timeout=5
+                )
+            except (psycopg.OperationalError, OSError) as exc:
+                logger.error("alerts database unavailable, retrying", error=str(exc)[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, 10)
+        return None
+
+    async def _start(self, engine: AlertEngine, stop: asyncio.Event) -> bool:
+        """Load the open alerts; while the database is away, reconnect and try again."""
+        while not stop.is_set():
+            try:
+                await engine.start()
+                return True
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                logger.error("alerts start: database unavailable, retrying", error=str(exc))
+                await self._reconnect(engine)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+        return False
+
+    async def _reconnect(self, engine: AlertEngine) -> None:
+        """Replace the engine's connection if it is broken (one task at a time: the offline
+        check, housekeeping and the candidate loop all notice the same outage)."""
+        async with self._conn_lock:
+            conn = engine.conn
+            if not (conn.closed or conn.broken):
+                try:
+                    await conn.execute("SELECT 1")
+                    return
+                except (psycopg.Error, OSError):
+                    pass
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+            fresh = await self._connect()
+            if fresh is not None:
+                engine.conn = fresh
+                logger.info("alerts database reconnected")
+
     async def _offline(self, stop: asyncio.Event) -> None:
         assert self.engine is not None
         while not stop.is_set():
             try:
                 await self.engine.check_offline()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                logger.error("offline check: database unavailable", error=str(exc)[:300])
+                await self._reconnect(self.engine)
             except Exception as exc:
                 logger.error("offline check failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
@@ -197,6 +265,9 @@ class AlertsRole:
             try:
                 await self.engine.escalate_due()
                 await self.engine.resolve_quiet_anomalies()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                logger.error("alert housekeeping: database unavailable", error=str(exc)[:300])
+                await self._reconnect(self.engine)
             except Exception as exc:
                 logger.error("alert housekeeping failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
