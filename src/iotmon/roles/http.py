@@ -114,12 +114,15 @@ def _limited_httptools(max_header_bytes: int) -> type[Any]:
         _in_body = False
 
         def data_received(self, data: bytes) -> None:
-            if not self._in_body:
-                self._head_bytes += len(data)
-                if self._head_bytes > max_header_bytes:
-                    self._refuse()
-                    return
+            if self._in_body:
+                super().data_received(data)
+                return
+            # Counted until the headers end; what one read brings (256 KiB at most) is parsed
+            # first, as it may hold the end of the headers and the start of the body.
+            self._head_bytes += len(data)
             super().data_received(data)
+            if not self._in_body and self._head_bytes > max_header_bytes:
+                self._refuse()
 
         def on_headers_complete(self) -> None:
             self._in_body = True
