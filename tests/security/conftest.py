@@ -64,6 +64,10 @@ class System:
     def start(self, role: str, **extra: str) -> Proc:
         port = free_port()
         env = self.env | {"IOTMON_HTTP_PORT": str(port)} | extra
+        # to measure another version of the code the same way (the "before" of a finding):
+        # SECURITY_CHILD_PYTHONPATH=/path/to/old/src
+        if os.environ.get("SECURITY_CHILD_PYTHONPATH"):
+            env["PYTHONPATH"] = os.environ["SECURITY_CHILD_PYTHONPATH"]
         log = self.tmp / f"{role}-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(

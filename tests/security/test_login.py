@@ -4,8 +4,11 @@ bypassed with X-Forwarded-For; failed logins back off."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ipaddress
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,16 +16,28 @@ import pytest
 from iotmon.web import login
 from tests.security.conftest import PASSWORD, System
 
-LOGINS = 250
+LOGINS = int(os.environ.get("SECURITY_LOGINS", "250"))
 
 
-async def _flood(url: str, headers: dict[str, str], n: int) -> tuple[list[float], dict[int, int]]:
-    """``n`` concurrent logins (wrong passwords), and meanwhile authenticated GET /api/alerts
-    once every 100 ms: their latencies, and the logins' status counts."""
-    latencies: list[float] = []
+def _probe(url: str, headers: dict[str, str], stop: threading.Event) -> list[float]:
+    """Authenticated GET /api/alerts every 100 ms, from a thread and a client of its own (the
+    flood's client must not add its own delays): their latencies."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            r = http.get("/api/alerts", headers=headers)
+            assert r.status_code == 200, r.text
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.1)
+    return latencies
+
+
+async def _logins(url: str, n: int) -> dict[int, int]:
+    """``n`` concurrent logins with wrong passwords: their status counts."""
     statuses: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
 
         async def one(i: int) -> None:
             r = await http.post(
@@ -30,27 +45,24 @@ async def _flood(url: str, headers: dict[str, str], n: int) -> tuple[list[float]
             )
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
-        async def probe(stop: asyncio.Event) -> None:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                r = await http.get("/api/alerts", headers=headers)
-                assert r.status_code == 200, r.text
-                latencies.append(time.perf_counter() - t0)
-                await asyncio.sleep(0.1)
-
-        stop = asyncio.Event()
-        prober = asyncio.create_task(probe(stop))
-        await asyncio.sleep(0.5)
         await asyncio.gather(*(one(i) for i in range(n)))
+    return statuses
+
+
+def flood(url: str, headers: dict[str, str], n: int) -> tuple[list[float], dict[int, int]]:
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        probing = pool.submit(_probe, url, headers, stop)
+        time.sleep(0.5)
+        statuses = asyncio.run(_logins(url, n))
         stop.set()
-        await prober
-    return latencies, statuses
+        return probing.result(), statuses
 
 
 def test_a_login_flood_does_not_stall_the_api(system: System) -> None:
     web = system.start("web")
     headers = system.h(web, "viewer")
-    latencies, statuses = asyncio.run(_flood(web.url, headers, LOGINS))
+    latencies, statuses = flood(web.url, headers, LOGINS)
     print(
         f"GET /api/alerts during {LOGINS} logins: max {max(latencies) * 1000:.0f} ms,"
         f" {len(latencies)} probes; logins {statuses}"
@@ -58,8 +70,12 @@ def test_a_login_flood_does_not_stall_the_api(system: System) -> None:
     assert 500 not in statuses, statuses
     # 503 (busy, at once) and 429 (back-off) are the expected refusals; 401 the rest
     assert set(statuses) <= {401, 429, 503}, statuses
-    # before: 25-29 s with 250 logins (the pool held by argon2); now the API barely notices
-    assert max(latencies) < 1.5, sorted(latencies)[-5:]
+    # before: 5.5-10 s with 100 logins, 25-29 s with 250 (the pool held while argon2 ran in
+    # the shared thread pool); now the excess is refused at once and reads go on (bounds
+    # generous for a 2-core machine that also runs the flood's client)
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.5, latencies
+    assert latencies[-1] < 5.0, latencies
     t0 = time.perf_counter()
     assert httpx.get(f"{web.url}/api/health", timeout=10).status_code == 200
     assert time.perf_counter() - t0 < 1.0
