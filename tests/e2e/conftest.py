@@ -77,6 +77,7 @@ class System:
         r = httpx.post(
             f"{self.url}/simulator/scenarios",
             json={"deviceId": device, "kind": kind, "durationS": seconds},
+            headers={"Authorization": f"Bearer {self.token('operator')}"},  # operators only
             timeout=10,
         )
         assert r.status_code == 201, r.text

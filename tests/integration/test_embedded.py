@@ -26,6 +26,8 @@ def test_up_runs_embedded_and_stores_readings(tmp_path: Path) -> None:
         "IOTMON_HTTP_PORT": str(port),
         "IOTMON_SIMULATOR_RATE": "10",
         "IOTMON_LOG_JSON": "true",
+        # the simulator's control endpoint without a token: embedded mode only, when asked
+        "IOTMON_SIMULATOR_CONTROL": "1",
     }
     log = tmp_path / "up.log"
     with log.open("wb") as out:

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import redis
 
 from iotmon.config import Settings
+from iotmon.web import auth
 from tests.integration.helpers import free_port, query
 
 SCENARIOS = [
@@ -60,10 +62,21 @@ def test_every_alert_type_fires_from_a_scenario(
                 break
             assert time.monotonic() < deadline, f"no warm-up: {n}\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
+        # the control endpoint is for operators (a token from the web role of the same up)
+        with psycopg.connect(url, autocommit=True) as conn:
+            auth.create_user(conn, "scenarios", "scenarios-password", "operator")
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/token",
+            json={"username": "scenarios", "password": "scenarios-password"},
+            timeout=10,
+        )
+        assert login.status_code == 200, login.text
+        operator = {"Authorization": f"Bearer {login.json()['data']['accessToken']}"}
         for device, kind, duration, _ in SCENARIOS:
             r = httpx.post(
                 f"http://127.0.0.1:{port}/simulator/scenarios",
                 json={"deviceId": device, "kind": kind, "durationS": duration},
+                headers=operator,
                 timeout=5,
             )
             assert r.status_code == 201, r.text

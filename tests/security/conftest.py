@@ -24,7 +24,7 @@ from tests.integration.helpers import free_port
 
 PASSWORD = "correct-horse-battery"  # noqa: S105 (test users)
 ROLES = ("viewer", "operator", "admin")
-REDIS_DB = 11  # the suite's own Redis database (rate-limit counters are per address)
+REDIS_DB = 15  # the suite's own Redis database (e2e 10, scenarios 9, benches 11-14)
 
 
 @dataclass

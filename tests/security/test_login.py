@@ -4,8 +4,8 @@ bypassed with X-Forwarded-For; failed logins back off."""
 from __future__ import annotations
 
 import asyncio
-import os
 import ipaddress
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
