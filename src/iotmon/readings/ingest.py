@@ -39,6 +39,7 @@ from iotmon.db.pool import connect_retrying
 from iotmon.readings.models import (
     COPY_COLUMNS,
     COPY_TYPES,
+    Col,
     Limits,
     Rejection,
     Row,
@@ -60,7 +61,7 @@ FENCED = Counter(
     "Batches dropped because another consumer owns their partition now",
 )
 
-_device, _ts = itemgetter(0), itemgetter(1)
+_device, _ts = itemgetter(Col.DEVICE_ID), itemgetter(Col.TIMESTAMP)
 
 
 OFFSETS_TIMEOUT_S = 60.0
@@ -386,7 +387,7 @@ class Ingestor:
                     "INSERT INTO devices (device_id, device_type, location, unit, status)"
                     " VALUES (%s, %s, COALESCE(%s, 'unknown'), %s, 'unregistered')"
                     " ON CONFLICT (device_id) DO NOTHING",
-                    [(d, r.sensor_type, r.location, r.unit) for d, r in part],
+                    [(d, r[Col.SENSOR_TYPE], r[Col.LOCATION], r[Col.UNIT]) for d, r in part],
                 )
 
         result = isolate(insert, list(new_devices.items()), refuses=refused_by_database)

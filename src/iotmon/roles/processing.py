@@ -25,7 +25,7 @@ from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, con
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.cache import keys
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.models import Row, limits_from, parse_many
+from iotmon.readings.models import Col, Row, limits_from, parse_many
 from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
 from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services, run_in_thread
@@ -168,20 +168,15 @@ class ProcessingRole:
         values are bounded) is dead-lettered and the batch goes on."""
         add = self.processor.add
         for i, row in enumerate(rows):
+            device_id, ts, sensor_type, value, unit = row[:5]  # Col order
             try:
-                cands = add(
-                    row.device_id,
-                    row.timestamp.timestamp(),
-                    row.value,
-                    now,
-                    row.sensor_type,
-                    row.unit,
-                )
+                cands = add(device_id, ts.timestamp(), value, now, sensor_type, unit)
             except Exception as exc:
                 self.failed += 1
-                taken = [m for j, m in enumerate(msgs) if j not in {k for k, _ in rejected}]
+                bad = {k for k, _ in rejected}
+                taken = [m for j, m in enumerate(msgs) if j not in bad]
                 detail = f"statistics failed: {type(exc).__name__}: {exc}"[:500]
-                logger.error("reading not counted", error=detail, device=row.device_id)
+                logger.error("reading not counted", error=detail, device=device_id)
                 with contextlib.suppress(Exception):
                     dead.send_all([(taken[i], Rejection(Reasons.DECODER_ERROR, detail))])
                 continue
@@ -210,7 +205,7 @@ class ProcessingRole:
                     rows, rejected = self._decode([m.value() or b"" for m in msgs], now_dt)
                     skipped(self.group, rejected)  # ingestion dead-letters them
                     self._add(rows, msgs, rejected, now, producer, dead)
-                    self._emit_live({row.device_id for row in rows})
+                    self._emit_live({row[Col.DEVICE_ID] for row in rows})
                     self.processed += len(rows)
                     PROCESSED.inc(len(rows))
                     for m in msgs:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from iotmon.bus.pipeline import decode_batch
 from iotmon.devices.models import VALUE_RANGE
-from iotmon.readings.models import Reason, Rejection, Row, parse, parse_many
+from iotmon.readings.models import COPY_COLUMNS, Col, Reason, Rejection, Row, parse, parse_many
 from iotmon.stats.processor import DeviceConfig, Processor
 from tests.corpus import hostile_readings, odd_readings, reading
 
@@ -37,27 +37,30 @@ def verdict(raw: bytes) -> Row | Rejection:
         assert rejection.reason in Reason.ALL, rejection
         assert rejection.detail
         return rejection
-    assert isinstance(row, Row)
+    assert isinstance(row, tuple)
+    assert len(row) == len(COPY_COLUMNS)
     storable(row)
     return row
 
 
 def storable(row: Row) -> None:
     """What PostgreSQL's text and jsonb, and the windows' sums of squares, can take."""
-    lo, hi = VALUE_RANGE[row.sensor_type]
-    assert math.isfinite(row.value)
-    assert lo <= row.value <= hi
-    for text in (row.device_id, row.unit, row.location, row.status):
+    device_id, ts, sensor_type, value, unit, location, status, metadata = row
+    lo, hi = VALUE_RANGE[sensor_type]
+    assert math.isfinite(value)
+    assert lo <= value <= hi
+    for text in (device_id, unit, location, status):
         if text is not None:
             assert "\x00" not in text
             text.encode()  # no lone surrogate
-    if row.metadata is not None:
-        assert b"\\u0000" not in orjson.dumps(row.metadata.obj)
-    assert row.timestamp.tzinfo is UTC
+    if metadata is not None:
+        assert b"\\u0000" not in orjson.dumps(metadata.obj)
+    assert ts.tzinfo is UTC
 
 
 def comparable(row: Row) -> tuple[Any, ...]:
-    return (*row[:7], None if row.metadata is None else row.metadata.obj)
+    metadata = row[Col.METADATA]
+    return (*row[:7], None if metadata is None else metadata.obj)
 
 
 def same_verdicts(raws: list[bytes]) -> None:
@@ -87,7 +90,7 @@ def test_the_corpus_in_one_batch_rejects_all_and_keeps_the_good_neighbours() -> 
     good = [orjson.dumps(reading(value=float(i))) for i in range(len(hostile))]
     batch = [x for pair in zip(good, hostile, strict=True) for x in pair]
     rows, rejects = parse_many(batch, NOW)
-    assert [r.value for r in rows] == [float(i) for i in range(len(good))]
+    assert [r[Col.VALUE] for r in rows] == [float(i) for i in range(len(good))]
     assert [i for i, _ in rejects] == list(range(1, len(batch), 2))
     same_verdicts(batch)
 
@@ -185,7 +188,7 @@ def test_every_accepted_value_keeps_the_statistics_finite(sensor: str, values: l
         if isinstance(row, Rejection):
             assert row.reason == Reason.VALUE_OUT_OF_RANGE
             continue
-        proc.add("d", t + i, row.value, t + i, sensor, "u")
+        proc.add("d", t + i, row[Col.VALUE], t + i, sensor, "u")
     if "d" in proc.devices:
         s = proc.snapshot("d", t + len(values))["stats1h"]
         for x in (s.avg, s.min, s.max, s.std):
