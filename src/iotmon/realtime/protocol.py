@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 import socketio
+from engineio.async_drivers import asgi as engineio_asgi  # type: ignore[import-untyped]
 
 from iotmon import logging as log
 from iotmon.timefmt import iso_utc
@@ -46,6 +48,76 @@ class Throttled:
             self._last.clear()
         self._last[key] = (now, 0)
         logger.warning(message, suppressed=skipped, **fields)
+
+    @property
+    def seen(self) -> list[str]:
+        """The keys warned about (since the last clear)."""
+        return list(self._last)
+
+
+class _OneLine(logging.Filter):
+    """For python-socketio's and python-engineio's loggers: what they log with a traceback
+    (``logger.exception`` on a frame they could not handle) becomes one line, and each message
+    at most once every ``LOG_EVERY_S``, with how many were left out."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)[:80]
+        now = time.monotonic()
+        at, skipped = self._last.get(key, (-1e18, 0))
+        if now - at < self.every_s:
+            self._last[key] = (at, skipped + 1)
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"[:300]
+            record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if skipped:
+            record.msg = f"{record.getMessage()} ({skipped} more like it left out)"
+            record.args = None
+        return True
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """A logger for a library that narrates every packet at INFO and logs a traceback per
+    malformed frame: warnings and up, one line each, throttled."""
+    quiet = logging.getLogger(name)
+    quiet.setLevel(logging.WARNING)
+    if not any(isinstance(f, _OneLine) for f in quiet.filters):
+        quiet.addFilter(_OneLine())
+    return quiet
+
+
+_frames = Throttled()
+
+
+def _engineio_frame_ok(data: Any) -> bool:
+    """Whether a websocket frame is an Engine.IO packet this server can take: text, a packet
+    type 0-6 first (python-engineio indexes a table with it unchecked, or fails on an empty
+    frame outside any handler, which drops the connection with a traceback). Binary frames
+    are refused: no event here takes any."""
+    return isinstance(data, str) and data[:1] in ("0", "1", "2", "3", "4", "5", "6")
+
+
+class CheckedWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
+    """python-engineio's ASGI websocket; a frame that is not an Engine.IO packet ends the
+    connection as if the client had closed it (one throttled log line, no traceback)."""
+
+    async def wait(self) -> Any:
+        data = await super().wait()
+        if _engineio_frame_ok(data):
+            return data
+        _frames.warn("frame", "malformed Engine.IO frame; connection closed", frame=repr(data)[:80])
+        return None  # python-engineio: the client closed the connection
 
 
 def _finite(text: str) -> float:
@@ -97,10 +169,14 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(
         self, *args: Any, connect_timeout_s: float, on_bad_packet: BadPacket, **kwargs: Any
     ) -> None:
+        kwargs.setdefault("logger", quiet_logger("socketio.server"))
+        kwargs.setdefault("engineio_logger", quiet_logger("engineio.server"))
         super().__init__(*args, **kwargs)
         self.connect_timeout_s = connect_timeout_s
         self.on_bad_packet = on_bad_packet
         self._tasks: set[asyncio.Task[Any]] = set()
+        # This server's websockets check each frame (a copy: the driver table is the module's).
+        self.eio._async = {**self.eio._async, "websocket": CheckedWebSocket}
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -116,7 +192,21 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def _check_connected(self, eio_sid: str) -> None:
         if eio_sid in self.environ and self.manager.sid_from_eio_sid(eio_sid, "/") is None:
-            self.spawn(self.eio.disconnect(eio_sid))
+            self.spawn(self.drop(eio_sid))
+
+    async def drop(self, eio_sid: str) -> None:
+        """End an Engine.IO session at once. python-engineio's ``disconnect`` waits until the
+        session's send queue is drained: a long-polling client that does not poll again (or
+        is the one whose POST is being handled) would hang it for ever. And on a websocket it
+        sends CLOSE but keeps reading until the client closes (or 45 s, ping_interval +
+        ping_timeout): an empty queue entry makes its writer close the websocket now."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        self.eio.sockets.pop(eio_sid, None)
+        if socket.upgraded:
+            await socket.queue.put(None)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not isinstance(data, str) or data[:1] in ("5", "6"):

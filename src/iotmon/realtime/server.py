@@ -40,6 +40,8 @@ import jwt
 import orjson
 import redis.asyncio as aioredis
 import socketio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from iotmon import logging as log
 from iotmon.readings.models import DEVICE_ID
@@ -176,6 +178,9 @@ class LiveService:
                 timeout=REDIS_WAIT_S,
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,
+                # One immediate retry (a connection Redis closed), not redis-py's default of
+                # three with up to 10 s back-off each: the client is told to retry instead.
+                retry=Retry(NoBackoff(), 1),
             )
         )
         # The channel of this Redis database (the one the roles publish on): Redis pub/sub is
@@ -278,7 +283,7 @@ class LiveService:
                 self.log.warn(
                     f"event:{event}:{type(exc).__name__}",
                     "Socket.IO event failed; the client was told to retry",
-                    event=event,
+                    socket_event=event,
                     error=f"{type(exc).__name__}: {exc}"[:300],
                 )
                 return await self._refuse(
@@ -335,6 +340,8 @@ class LiveService:
     async def _verify(self, token: str | None) -> tuple[Principal, float]:
         """The token's user and expiry; a refusal (unauthorized) when it will not do."""
         try:
+            if token is not None and (not token.isascii() or len(token) > 8192):
+                raise AuthError("the token is not valid")  # a JWT is short ASCII
             principal = self.authenticate(token)
             exp = float(jwt.decode(token or "", options={"verify_signature": False})["exp"])
             if self.current is not None and not await self.current(principal):
@@ -385,7 +392,7 @@ class LiveService:
             await self._send(sid, "error", error("bad_packet", why))
         else:  # before CONNECT: nothing to talk to
             with contextlib.suppress(Exception):
-                await self.sio.eio.disconnect(eio_sid)
+                await self.sio.drop(eio_sid)
 
     async def refresh_token(self, sid: str, data: Any) -> dict[str, Any]:
         token = data.get("token") if isinstance(data, dict) else None

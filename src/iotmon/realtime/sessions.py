@@ -22,6 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from iotmon.web.auth import REVOKED_CHANNEL
+
 REPLAY_WINDOW_S = 60.0
 
 End = Callable[[str, str, str], None]  # (sid, code, message)
