@@ -73,7 +73,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-STOP_GRACE_S = 20.0
+STOP_GRACE_S = 10.0  # past it, exit: every role is safe to cut off (exactly-once by offsets)
 
 
 def _install_stop(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:

@@ -63,11 +63,7 @@ class System:
 
     def start(self, role: str, **extra: str) -> Proc:
         port = free_port()
-        env = self.env | {"IOTMON_HTTP_PORT": str(port)} | extra
-        # to measure another version of the code the same way (the "before" of a finding):
-        # SECURITY_CHILD_PYTHONPATH=/path/to/old/src
-        if os.environ.get("SECURITY_CHILD_PYTHONPATH"):
-            env["PYTHONPATH"] = os.environ["SECURITY_CHILD_PYTHONPATH"]
+        env = child_env(self.env | {"IOTMON_HTTP_PORT": str(port)} | extra)
         log = self.tmp / f"{role}-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -132,3 +128,11 @@ def system(
 
 def repo_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")}
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of an ``iotmon`` child process. To run the suite against another
+    version of the code (the "before" of each finding), ``SECURITY_CHILD_PYTHONPATH`` names its
+    ``src`` (e.g. of a ``git worktree`` at an older commit)."""
+    other = os.environ.get("SECURITY_CHILD_PYTHONPATH")
+    return env | {"PYTHONPATH": other} if other else env

@@ -17,7 +17,7 @@ import pytest
 from iotmon.alerts.models import Alert
 from iotmon.alerts.notify import Notifier, NotifyConfig
 from tests.integration.helpers import free_port
-from tests.security.conftest import System
+from tests.security.conftest import System, child_env
 
 SECRET_HOOK = "https://hooks.example.invalid/services/T000/B000/s3cr3t-t0ken"  # noqa: S105
 
@@ -47,7 +47,9 @@ def test_a_health_flood_neither_flaps_nor_opens_connections(system: System, path
 
 
 def test_config_show_masks_webhook_urls(system: System) -> None:
-    env = system.env | {"IOTMON_NOTIFY_WEBHOOK_URLS": orjson.dumps([SECRET_HOOK]).decode()}
+    env = child_env(system.env) | {
+        "IOTMON_NOTIFY_WEBHOOK_URLS": orjson.dumps([SECRET_HOOK]).decode()
+    }
     out = subprocess.run(
         [sys.executable, "-m", "iotmon", "config", "show"], env=env, capture_output=True, timeout=60
     )

@@ -13,7 +13,7 @@ import orjson
 import redis
 
 from iotmon.web import auth
-from tests.security.conftest import PASSWORD, System
+from tests.security.conftest import PASSWORD, System, child_env
 
 
 def _listen(url: str) -> tuple[list[dict[str, str]], threading.Event]:
@@ -152,7 +152,7 @@ def test_cli_changes_end_sessions_too(system: System) -> None:
             "--password",
             "another-pass-1",
         ],
-        env=system.env,
+        env=child_env(system.env),
         capture_output=True,
         timeout=60,
     )
