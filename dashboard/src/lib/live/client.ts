@@ -1,10 +1,15 @@
 // The Socket.IO connection: token and last event id on (re)connect, rooms re-joined with the
 // last event id so the server replays what was missed, duplicates dropped, and events handed
 // to the store in one batch per animation frame (charts redraw at most once a frame).
+// The server ends a session when its token expires or its user's sessions are revoked (an
+// `error` event, then a disconnect): that is a logout, back to the login page. A connect the
+// server refuses for now (busy, Redis away: `details.retry`) is tried again after a while;
+// socket.io-client does not retry refusals on its own.
 import { io, type Socket } from "socket.io-client";
 
 import { env } from "@/config/env";
 import { batch, connectionChanged, type LiveEvent } from "@/lib/live/slice";
+import { loggedOut } from "@/lib/session";
 
 type Dispatch = (action: { type: string; payload?: unknown }) => unknown;
 
@@ -21,6 +26,18 @@ const EVENTS = [
 
 export type AlertListener = (event: LiveEvent) => void;
 
+/** The server's error envelope (an `error` event, a connect_error's data, a failed ack). */
+export interface ServerError {
+  code?: string;
+  message?: string;
+  details?: { retry?: boolean };
+}
+
+/** Errors after which the token is no good: log in again. */
+const SESSION_OVER = new Set(["token_expired", "session_revoked", "unauthorized"]);
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 5000;
+
 export class LiveClient {
   private socket: Socket | null = null;
   private lastEventId: string | null = null;
@@ -30,6 +47,8 @@ export class LiveClient {
   private devices = new Map<string, number>(); // device id -> subscribers
   private rooms = new Set<"alerts" | "system">();
   private listeners = new Set<AlertListener>();
+  private retries = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly dispatch: Dispatch) {}
 
@@ -44,6 +63,7 @@ export class LiveClient {
     });
     this.socket = socket;
     socket.on("connect", () => {
+      this.retries = 0;
       this.dispatch(connectionChanged({ state: "connected" }));
       for (const id of this.devices.keys()) this.join("subscribe-device", { deviceId: id });
       for (const room of this.rooms) this.join(`subscribe-${room}`, {});
@@ -52,10 +72,21 @@ export class LiveClient {
       const manual = reason === "io client disconnect";
       this.dispatch(connectionChanged({ state: manual ? "disconnected" : "reconnecting" }));
     });
-    socket.on("connect_error", (err: Error & { data?: { message?: string } }) => {
+    socket.on("connect_error", (err: Error & { data?: ServerError }) => {
+      if (err.data?.code && SESSION_OVER.has(err.data.code)) {
+        this.sessionOver();
+        return;
+      }
       this.dispatch(
         connectionChanged({ state: "reconnecting", error: err.data?.message ?? err.message }),
       );
+      // Refused by the server (not a transport failure): socket.io-client leaves it there.
+      if (!socket.active) this.retryLater(socket);
+    });
+    socket.on("error", (payload: ServerError) => {
+      if (payload.code === "token_expired" || payload.code === "session_revoked") {
+        this.sessionOver();
+      }
     });
     for (const name of EVENTS) {
       socket.on(name, (payload: { eventId?: string }) => this.receive({ name, payload } as LiveEvent));
@@ -63,8 +94,27 @@ export class LiveClient {
   }
 
   disconnect(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this.socket?.disconnect();
     this.socket = null;
+  }
+
+  private sessionOver(): void {
+    this.disconnect();
+    this.dispatch(connectionChanged({ state: "disconnected", error: "session ended" }));
+    this.dispatch(loggedOut()); // the router takes the user to the login page
+  }
+
+  private retryLater(socket: Socket): void {
+    if (this.retryTimer !== null || this.socket !== socket) return;
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** this.retries);
+    this.retries += 1;
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter: no storm again
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.socket === socket) socket.connect();
+    }, delay);
   }
 
   /** Live data for a device while the returned function is not called. */
