@@ -81,6 +81,24 @@ silences = _optional(
         "reason": texts,
     }
 )
+# and bodies near the valid ones, so that some are written (and read back by the engine)
+near_silences = st.fixed_dictionaries(
+    {"deviceId": st.sampled_from(DEVICES)},
+    optional={
+        "type": st.sampled_from(list(TYPES)),
+        "startsAt": st.timedeltas(
+            min_value=timedelta(days=-400), max_value=timedelta(days=400)
+        ).map(lambda d: (datetime.now(UTC) + d).isoformat()),
+        "reason": texts,
+    },
+).flatmap(
+    lambda body: st.one_of(
+        st.floats(min_value=-10, max_value=400 * 86400).map(lambda s: body | {"durationS": s}),
+        st.timedeltas(min_value=timedelta(days=-10), max_value=timedelta(days=800)).map(
+            lambda d: body | {"endsAt": (datetime.now(UTC) + d).isoformat()}
+        ),
+    )
+)
 configs = _optional(
     {
         "normalMin": numbers,
@@ -126,7 +144,7 @@ def test_every_writable_field_at_its_edges(system: System) -> None:
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         )
-        @given(body=silences)
+        @given(body=st.one_of(silences, near_silences))
         def silence(body: dict[str, Any]) -> None:
             if _send(http, "POST", "/api/silences", body, operator) == 201:
                 written["silences"] += 1
