@@ -1,0 +1,192 @@
+"""Device profiles (DESIGN.md 4.2a, seed 002's device parameters): the format and its checks.
+
+A profile describes a kind of device. Each channel says where its value is (an MQTT topic
+pattern with ``+``/``#`` wildcards and one ``{device}`` level, and a payload path: dotted keys
+into a JSON object, or null for the whole payload), how it is encoded, its sensor type, unit and
+default thresholds. Encodings:
+
+- ``json_number``: a JSON number (not a boolean), finite;
+- ``json_boolean``: ``true``/``false`` -> 1/0;
+- ``string``: text (a QR/NFC reader's code): value 1 per read, the text in the metadata;
+- ``hex_register``: hex text (spaces and a ``0x`` prefix allowed), of which ``length`` bytes
+  at ``byteOffset`` are an integer (``signed``, ``endian``): value = int * scale + offset.
+
+Everything a profile can say is bounded here, so the decoder can trust a validated profile.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+SENSOR_TYPE = r"^[a-z][a-z0-9_]{0,31}$"
+PATH = r"^[^.\x00-\x1f\x7f]{1,64}(\.[^.\x00-\x1f\x7f]{1,64}){0,7}$"
+TEXT = r"^[^\x00-\x1f\x7f]*$"
+BOUND = 1e9  # thresholds, scale and offset stay finite and bounded (as device thresholds do)
+DEVICE_PLACEHOLDER = "{device}"
+_LEVEL = re.compile(r"^[^+#{}\x00-\x1f\x7f]{1,64}$")
+
+Encoding = Literal["json_number", "json_boolean", "string", "hex_register"]
+Number = Annotated[float, Field(ge=-BOUND, le=BOUND, allow_inf_nan=False)]
+Threshold = Annotated[float | None, Field(default=None, ge=-BOUND, le=BOUND, allow_inf_nan=False)]
+
+
+class Register(BaseModel):
+    """Where an integer sits in a hex-encoded frame, and how it becomes a value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    byteOffset: int = Field(ge=0, le=255)
+    length: Literal[1, 2, 4, 8]
+    signed: bool = False
+    endian: Literal["big", "little"] = "big"
+    scale: Number = 1.0
+    offset: Number = 0.0
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale must not be 0")
+        return v
+
+
+class Thresholds(BaseModel):
+    """Default thresholds for the channel's devices; ordered
+    alertMin <= normalMin < normalMax <= alertMax where given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    normalMin: Threshold = None
+    normalMax: Threshold = None
+    alertMin: Threshold = None
+    alertMax: Threshold = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        pairs = [
+            ("alertMin", self.alertMin, "normalMin", self.normalMin),
+            ("normalMax", self.normalMax, "alertMax", self.alertMax),
+            ("alertMin", self.alertMin, "alertMax", self.alertMax),
+        ]
+        for a, x, b, y in pairs:
+            if x is not None and y is not None and x > y:
+                raise ValueError(f"{a} ({x:g}) must not be above {b} ({y:g})")
+        if (
+            self.normalMin is not None
+            and self.normalMax is not None
+            and self.normalMin >= self.normalMax
+        ):
+            raise ValueError(
+                f"normalMin ({self.normalMin:g}) must be below normalMax ({self.normalMax:g})"
+            )
+        return self
+
+
+def check_topic_pattern(pattern: str) -> str:
+    """An MQTT topic filter with exactly one ``{device}`` level; ``+`` and ``#`` only as whole
+    levels, ``#`` last. Raises ValueError with what is wrong."""
+    if len(pattern) > 256:
+        raise ValueError("at most 256 characters")
+    if pattern.startswith("$"):
+        raise ValueError("must not start with '$' (broker topics)")
+    levels = pattern.split("/")
+    if len(levels) < 2:
+        raise ValueError("needs at least two levels, e.g. 'devices/{device}'")
+    if levels.count(DEVICE_PLACEHOLDER) != 1:
+        raise ValueError("needs exactly one '{device}' level")
+    if levels[1] != DEVICE_PLACEHOLDER:
+        raise ValueError("the device must be the second level ('<root>/{device}/...')")
+    for i, level in enumerate(levels):
+        if level in ("+", DEVICE_PLACEHOLDER):
+            continue
+        if level == "#":
+            if i != len(levels) - 1:
+                raise ValueError("'#' may only be the last level")
+            continue
+        if not _LEVEL.match(level):
+            raise ValueError(
+                f"level {i + 1} ({level[:70]!r}) must be 1-64 printable characters without"
+                " '+', '#', '{' or '}' (wildcards are whole levels)"
+            )
+    return pattern
+
+
+class Channel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(pattern=CHANNEL_NAME, description="unique within the profile")
+    topic: str = Field(
+        description="MQTT topic pattern: '+' one level, '#' the rest, '{device}' the device id"
+        " (the second level), e.g. 'cmnd/{device}/access-control-mode/+/door-sensors'",
+    )
+    path: str | None = Field(
+        default=None,
+        pattern=PATH,
+        description="dotted keys into a JSON object payload; null = the whole payload",
+    )
+    timestampPath: str | None = Field(
+        default=None,
+        pattern=PATH,
+        description="dotted keys to the device's ISO-8601 timestamp (UTC if it has no offset);"
+        " null or absent from a message = the bridge's receive time",
+    )
+    encoding: Encoding
+    reg: Register | None = Field(
+        default=None, alias="register", description="for hex_register only"
+    )
+    sensorType: str = Field(pattern=SENSOR_TYPE)
+    unit: str = Field(min_length=1, max_length=20, pattern=TEXT)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_pattern(v)
+
+    @model_validator(mode="after")
+    def _register(self) -> Channel:
+        if self.encoding == "hex_register" and self.reg is None:
+            raise ValueError("encoding 'hex_register' needs 'register'")
+        if self.encoding != "hex_register" and self.reg is not None:
+            raise ValueError(f"'register' is for hex_register only, not {self.encoding!r}")
+        if self.reg is not None:  # the extreme raw values must give finite values
+            r = self.reg
+            bits = 8 * r.length
+            lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if r.signed else (0, 2**bits - 1)
+            if not all(math.isfinite(x * r.scale + r.offset) for x in (lo, hi)):
+                raise ValueError("scale and offset overflow for this register length")
+        return self
+
+
+class ProfileBody(BaseModel):
+    """What ``PUT /api/profiles/{name}`` takes (the name is in the path)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str = Field(default="", max_length=500, pattern=TEXT)
+    channels: list[Channel] = Field(min_length=1, max_length=64)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, v: list[Channel]) -> list[Channel]:
+        seen: set[str] = set()
+        for c in v:
+            if c.name in seen:
+                raise ValueError(f"channel name {c.name!r} appears twice")
+            seen.add(c.name)
+        return v
+
+
+class Profile(ProfileBody):
+    """A whole profile (``POST /api/profiles``)."""
+
+    name: str = Field(pattern=NAME)
+
+
+def channel_device_id(device: str, profile: ProfileBody, channel: Channel) -> str:
+    """The device id a channel's readings carry: the device itself when its profile has one
+    channel (the specification's devices), else ``<device>:<channel>`` (each channel of an F2
+    controller is a device of its own for statistics, thresholds and alerts)."""
+    return device if len(profile.channels) == 1 else f"{device}:{channel.name}"
