@@ -230,7 +230,9 @@ def test_any_connect_auth_is_accepted_or_refused(served: Served, auth: Any) -> N
     connected, refusals = served.connect(auth)
     if not connected:  # refused with a reason, not left waiting
         [refusal] = refusals
-        assert refusal["data"]["code"] == "unauthorized", refusal
+        # unauthorized; bad_packet for an auth that is no object (python-socketio's client
+        # writes auth=1.0 as "01.0": the 1 reads as an ack id, ".0" as no JSON at all)
+        assert refusal["data"]["code"] in ("unauthorized", "bad_packet"), refusal
     assert not failures(served), failures(served)
 
 

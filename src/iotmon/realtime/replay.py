@@ -10,15 +10,18 @@ import redis.asyncio as aioredis
 
 from iotmon.realtime.publish import SEQ_KEY, replay_key
 
+# Ids come from INCR (a signed 64-bit integer); a larger one is no stream id Redis accepts.
+MAX_EVENT_ID = 2**63
+
 
 def parse_event_id(value: Any) -> int | None:
     """A client's last event id (a decimal string or an int), or None when absent or bad."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isdecimal() and len(value) <= 19:
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < MAX_EVENT_ID:
+        return value
     return None
 
 

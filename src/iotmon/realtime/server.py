@@ -390,6 +390,11 @@ class LiveService:
         sid = self.sio.manager.sid_from_eio_sid(eio_sid, "/")
         if sid is not None and sid in self.sessions:
             await self._send(sid, "error", error("bad_packet", why))
+        elif isinstance(data, str) and data.startswith("0"):  # a CONNECT it could not read
+            refusal = {"message": why, "data": error("bad_packet", why)}
+            packet = self.sio.packet_class(socketio.packet.CONNECT_ERROR, data=refusal)
+            with contextlib.suppress(Exception):  # it may send a good CONNECT next
+                await self.sio._send_packet(eio_sid, packet)
         else:  # before CONNECT: nothing to talk to
             with contextlib.suppress(Exception):
                 await self.sio.drop(eio_sid)
