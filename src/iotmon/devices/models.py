@@ -42,6 +42,19 @@ VALUE_RANGE: dict[str, tuple[float, float]] = {
 }
 assert set(VALUE_RANGE) == SENSOR_TYPES
 
+# The ranges of the sensor types device profiles add (DESIGN.md 4.2a; seed 002's F2
+# controller): states are 0/1, a QR/NFC read is 1. Kept apart from VALUE_RANGE until the
+# reading contract accepts the types profiles declare (then they merge into it).
+PROFILE_VALUE_RANGE: dict[str, tuple[float, float]] = {
+    "humidity": (0.0, 100.0),  # relative, percent
+    "door": (0.0, 1.0),  # 1 = open
+    "strike": (0.0, 1.0),  # 1 = released
+    "button": (0.0, 1.0),  # 1 = pressed
+    "motion": (0.0, 1.0),  # 1 = detected
+    "siren": (0.0, 1.0),  # 1 = sounding
+    "access_read": (0.0, 1.0),  # 1 per code read
+}
+
 
 def reading_status(
     value: float,
