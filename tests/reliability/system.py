@@ -278,6 +278,24 @@ class System:
         self.retired.append(role)
         return rc
 
+    def revive(self, names: tuple[str, ...]) -> list[str]:
+        """After a failed test: start again the roles of ``names`` that died, stop any other
+        (the next test starts from the same place). Returns what it had to do."""
+        done = []
+        for name in [n for n in self.roles if n not in names]:
+            self.stop(name)
+            done.append(f"stopped {name}")
+        for name in names:
+            role = self.roles.get(name)
+            if role is None or role.popen.poll() is not None:
+                if role is not None:
+                    self.retired.append(self.roles.pop(name))
+                self.start(name)
+                done.append(f"restarted {name}")
+        if done:
+            self.wait_healthy(*names)
+        return done
+
     def pids(self) -> dict[str, int]:
         return {name: role.pid for name, role in self.roles.items()}
 

@@ -22,6 +22,7 @@ was away during the fault reconnected with its last event id and received what i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,7 +46,10 @@ pytestmark = [pytest.mark.reliability, pytest.mark.timeout(420)]
 DEVICES = 500
 RATE = "4.5"  # 500 devices of the five kinds (1-5 s intervals) x 4.5 = ~1,030 readings/s
 ROOMS = ["device-004", "device-0010"]  # ~1 sensor-data a second each: the replay keeps 100
-SCENARIO_DEVICE = "device-0006"  # a temperature device
+SCENARIO_DEVICE = "device-001"  # seeded with thresholds: high for the whole test
+QUIET_DEVICE = "device-0007"  # silent for the whole test: its device_offline stays open
+QUIET_TIMEOUT_S = 3.0  # its own offline timeout (the others keep the default 30 s)
+SEQ_START = 10_000_000  # as after months of running: live event ids are far from 0
 ROLES = ("web", "ingestion", "processing", "alerts")
 OUTAGE_S = 6.0
 
@@ -62,6 +66,17 @@ def system(
         IOTMON_STATS_INTERVAL_S="0",  # statistics written every flush: compared at rest
     )
     s.prepare()
+    s.query(  # the quiet device, registered with a short offline timeout
+        "INSERT INTO devices (device_id, device_type, location, unit, normal_min, normal_max,"
+        " alert_min, alert_max, interval_ms, offline_timeout_s)"
+        " VALUES (%s, 'pressure', 'bench', 'psi', 10, 50, 5, 55, 3000, %s) RETURNING 1",
+        (QUIET_DEVICE, QUIET_TIMEOUT_S),
+    )
+    r = s.redis()
+    try:
+        r.set("live:seq", SEQ_START)
+    finally:
+        r.close()
     for role in ROLES:
         s.start(role)
     try:
@@ -166,9 +181,29 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+REDIS_RESTART_BUGS = (
+    "A Redis restart (Redis keeps nothing) breaks three promises. 1) The alerts role exits: "
+    "AlertEngine._changed (alerts/engine.py:171-175) writes alerts:active with no handling of "
+    "redis.RedisError, roles/alerts.py retries only psycopg errors, cli.guard ends the process "
+    "(rc 1, 'role crashed'). 2) Live event ids start again at 1 (live:seq is lost; "
+    "realtime/publish.py _SCRIPT INCR): a client reconnecting with its last id gets nothing "
+    "replayed and ids go backwards. 3) alerts:active stays without the alerts opened before "
+    "the restart (only AlertEngine.start mirrors them). See the report of tests/reliability."
+)
+
+
+def _params() -> list[object]:
+    out: list[object] = []
+    for f in FAULTS:
+        marks = [pytest.mark.xfail(reason=REDIS_RESTART_BUGS, strict=False)]
+        out.append(pytest.param(f, id=f.name, marks=marks if f.name == "redis restart" else []))
+    return out
+
+
+@pytest.mark.parametrize("fault", _params())
 async def test_fault_under_flow(system: System, fault: Fault) -> None:
     s = system
+    await asyncio.to_thread(s.revive, ROLES)  # a previous failure must not fail this one
     sim = await asyncio.to_thread(s.start, "simulator")
     await asyncio.to_thread(s.wait_healthy, "simulator")
     pids = s.pids()
@@ -184,7 +219,19 @@ async def test_fault_under_flow(system: System, fault: Fault) -> None:
         90,
         s,
     )
-    await asyncio.to_thread(start_scenario, s, SCENARIO_DEVICE, "high", 60)
+    # Open alerts through the fault: one that repeats (high), one that does not (offline).
+    await asyncio.to_thread(start_scenario, s, SCENARIO_DEVICE, "high", 600)
+    await asyncio.to_thread(start_scenario, s, QUIET_DEVICE, "offline", 600)
+
+    def alerts_open() -> tuple[bool, str]:
+        rows = s.query(
+            "SELECT device_id, alert_type FROM alerts WHERE status <> 'resolved'"
+            " AND (device_id, alert_type) IN ((%s, 'threshold_exceeded'), (%s, 'device_offline'))",
+            (SCENARIO_DEVICE, QUIET_DEVICE),
+        )
+        return len(rows) == 2, f"open: {rows}"
+
+    await until(alerts_open, "the scenarios' alerts open before the fault", 60, s)
     token = await asyncio.to_thread(login, s.roles["web"].url)
     witness = await subscribed_client(s.roles["web"].url, token)
     roamer = await subscribed_client(s.roles["web"].url, token)
@@ -255,6 +302,11 @@ async def test_fault_under_flow(system: System, fault: Fault) -> None:
             )
 
         await until(caught_up, "what the client missed", 30, s)
+        # One system-wide sequence: ids only grow, through the fault too (a client keeps
+        # the highest id it saw and asks for what came after it).
+        ids = [int(e[0]) for e in sensor_events(witness)]
+        backwards = [(a, b) for a, b in itertools.pairwise(ids) if b <= a]
+        assert not backwards, f"event ids went backwards after the {fault.name}: {backwards[:5]}"
         await back.close()
     finally:
         await witness.close()
