@@ -248,10 +248,6 @@ def test_hostile_alert_candidates_do_not_stop_alerts_and_a_scenario_still_fires(
         return done >= ends, f"alerts committed {done} of {ends} candidates"
 
     wait_for(consumed, "the alerts role past the hostile candidates", 60, system)
-    dlq = {h.get(HEADER, b"").decode(): h for _, h in system.dlq("alerts.dlq")}
-    for k, (name, _raw) in enumerate(candidates):
-        h = dlq.get(f"candidate-{k}")
-        print(name, "->", h and (h.get("x-iotmon-reason"), h.get("x-iotmon-detail", b"")[:100]))
 
     # The alerts role goes on: a high scenario on device-001 raises threshold_exceeded.
     start_scenario(system, "device-001", "high", 20)
