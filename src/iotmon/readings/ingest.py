@@ -174,7 +174,9 @@ class Ingestor:
     @property
     def conn(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = connect_retrying(self.database_url, application_name="iotmon-ingestion")
+            self._conn = connect_retrying(
+                self.database_url, application_name="iotmon-ingestion", stop=self._stop
+            )
             self._known_devices = {
                 r[0] for r in self._conn.execute("SELECT device_id FROM devices").fetchall()
             }
@@ -196,7 +198,9 @@ class Ingestor:
             try:
                 if self._offsets_conn is None or self._offsets_conn.closed:
                     self._offsets_conn = connect_retrying(
-                        self.database_url, application_name="iotmon-ingestion-offsets"
+                        self.database_url,
+                        application_name="iotmon-ingestion-offsets",
+                        stop=self._stop,
                     )
                 conn, bus_id = self._offsets_conn, self.bus.bus_id
                 with conn.transaction(), conn.cursor() as cur:

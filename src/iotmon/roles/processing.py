@@ -116,7 +116,9 @@ class ProcessingRole:
             self.processor.devices.clear()
             try:
                 with connect_retrying(
-                    self.services.database_url, application_name="iotmon-processing"
+                    self.services.database_url,
+                    application_name="iotmon-processing",
+                    stop=self._stop,
                 ) as conn:
                     return rebuild.rebuild(
                         conn,
@@ -127,8 +129,8 @@ class ProcessingRole:
                         topic=self.topic,
                     )
             except (psycopg.OperationalError, OSError) as exc:
-                if self._stop.is_set():
-                    raise
+                if self._stop.is_set():  # stopping anyway: nothing will be consumed
+                    return {}
                 logger.error("rebuild: database unavailable, retrying", error=str(exc))
             except Exception as exc:
                 logger.error(
@@ -144,7 +146,7 @@ class ProcessingRole:
 
     def _ingestion_offsets(self) -> dict[int, int | None]:
         assert self.services.database_url is not None
-        with connect_retrying(self.services.database_url) as conn:
+        with connect_retrying(self.services.database_url, stop=self._stop) as conn:
             rows = conn.execute(
                 'SELECT "partition", next_offset FROM ingest_offsets'
                 " WHERE bus_id = %s AND group_id = %s AND topic = %s",
