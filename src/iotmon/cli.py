@@ -234,7 +234,8 @@ def up(
     from iotmon.roles import ROLES
 
     settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
-    _serve(_run_roles(settings, list(ROLES), live=True))
+    names = [n for n, d in ROLES.items() if d.enabled(settings)]  # MQTT roles need a broker
+    _serve(_run_roles(settings, names, live=True))
 
 
 @app.command()
@@ -264,6 +265,8 @@ def run(
         "redis": ("IOTMON_REDIS_URL", settings.redis_url),
     }
     missing = [shared[n][0] for n in sorted(ROLES[role].needs) if shared[n][1] is None]
+    if not ROLES[role].enabled(settings):
+        missing.append(f"IOTMON_{str(ROLES[role].requires).upper()}")
     if missing:
         raise _fail(
             f"`iotmon run {role}` needs {', '.join(missing)} (a role alone on embedded "

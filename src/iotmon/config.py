@@ -127,6 +127,28 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
 
+    # --- MQTT devices (issue 12): unset mqtt_url = no bridge, no decoder ---
+    mqtt_url: SecretStr | None = Field(
+        default=None, description="mqtt://host:port of the broker; unset = no MQTT roles"
+    )
+    mqtt_share_group: str = Field(
+        default="iotmon-bridge", description="bridges split the load in $share/<this>/..."
+    )
+    mqtt_topics: list[str] = Field(
+        default_factory=lambda: ["cmnd/#", "devices/#"],
+        description="topic filters the bridges subscribe to (under mqtt_topic_root)",
+    )
+    mqtt_topic_root: str = Field(default="", description="a prefix of every device topic")
+    mqtt_client_id: str | None = Field(
+        default=None,
+        description="the bridge's MQTT client id (its session survives a crash); unset ="
+        " iotmon-bridge-<hostname>",
+    )
+    mqtt_decoder_group: str = "iotmon-mqtt-decoder"
+    mqtt_dedup_window_s: float = Field(default=600.0, gt=0, description="redeliveries caught")
+    mqtt_dedup_max: int = Field(default=200_000, ge=1, description="keys kept per decoder")
+    mqtt_profile_refresh_s: float = Field(default=5.0, gt=0)
+
     # --- retention (days) and partitions ---
     retention_readings_days: int = Field(default=90, ge=1)
     retention_stats_days: int = Field(default=365, ge=1)

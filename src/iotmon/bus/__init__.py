@@ -132,4 +132,8 @@ def topic_specs(prefix: str = "") -> list[TopicSpec]:
         TopicSpec(f"{prefix}device-status", 1),
         TopicSpec(f"{prefix}sensors-data.dlq", 1),
         TopicSpec(f"{prefix}alerts.dlq", 1),
+        # MQTT messages as the bridge received them, kept 30 days so they can be decoded
+        # again after a profile is fixed (seed 002's raw_iot_data).
+        TopicSpec(f"{prefix}raw-iot-data", 3, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(f"{prefix}raw-iot-data.dlq", 1),
     ]

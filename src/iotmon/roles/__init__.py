@@ -55,6 +55,11 @@ class RoleDefinition:
     group: str | None = None
     dlq: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    requires: str | None = None  # a setting that must be set for the role to run (mqtt_url)
+
+    def enabled(self, settings: Settings) -> bool:
+        """Whether ``iotmon up`` runs this role: what it requires is configured."""
+        return self.requires is None or getattr(settings, self.requires, None) is not None
 
     def endpoints(self, settings: Settings) -> Endpoints:
         """Where this role consumes (its first topic), as which group, and its DLQ, with the
@@ -64,7 +69,7 @@ class RoleDefinition:
             raise ValueError(f"role {self.name!r} consumes nothing")
         return Endpoints(
             topic=settings.topic(self.consumes[0]),
-            group=getattr(settings, f"{self.name}_group", self.group),
+            group=getattr(settings, f"{self.name.replace('-', '_')}_group", self.group),
             dlq=settings.topic(self.dlq) if self.dlq else None,
         )
 
@@ -117,6 +122,27 @@ ROLES: dict[str, RoleDefinition] = {
         produces=("alerts.dlq",),
         group="iotmon-alerts",
         dlq="alerts.dlq",
+    ),
+    "mqtt-bridge": RoleDefinition(
+        name="mqtt-bridge",
+        module="iotmon.roles.mqtt_bridge",
+        description="MQTT (shared subscription) -> raw-iot-data, acknowledged after Kafka",
+        default_port=8005,
+        needs=frozenset({"bus"}),
+        produces=("raw-iot-data",),
+        requires="mqtt_url",
+    ),
+    "mqtt-decoder": RoleDefinition(
+        name="mqtt-decoder",
+        module="iotmon.roles.mqtt_decoder",
+        description="raw-iot-data -> readings on sensors-data by device profile; bad -> DLQ",
+        default_port=8006,
+        needs=frozenset({"bus", "database"}),
+        consumes=("raw-iot-data",),
+        produces=("sensors-data", "raw-iot-data.dlq"),
+        group="iotmon-mqtt-decoder",
+        dlq="raw-iot-data.dlq",
+        requires="mqtt_url",
     ),
     "web": RoleDefinition(
         name="web",

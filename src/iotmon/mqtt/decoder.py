@@ -1,0 +1,134 @@
+"""The decoder's state beside the pure ``decode``: the profiles and devices it decodes by (a
+snapshot of PostgreSQL, reloaded every few seconds), and the dedup window that stores a
+redelivered MQTT message once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from iotmon import logging as log
+from iotmon.bus import Headers
+from iotmon.bus.pipeline import Rejection
+from iotmon.mqtt.bridge import H_DUP, H_RECEIVED, H_TOPIC
+from iotmon.mqtt.decode import Reason, decode, device_of
+from iotmon.profiles.models import Profile, ProfileBody
+
+logger = log.get(__name__)
+
+
+@dataclass(slots=True)
+class Catalog:
+    """Validated profiles by name, and each device's (profile, location)."""
+
+    profiles: dict[str, ProfileBody] = field(default_factory=dict)
+    devices: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, profiles: dict[str, Any], devices: dict[str, tuple[str, Any]]) -> Catalog:
+        """From ``profiles.service.load_all``; a stored profile that does not validate is
+        logged and left out (its devices' messages go to the DLQ, kept for later)."""
+        valid: dict[str, ProfileBody] = {}
+        for name, row in profiles.items():
+            try:
+                valid[name] = Profile.model_validate({"name": name, **row})
+            except ValidationError as exc:
+                logger.error(
+                    "stored profile is invalid, skipped", profile=name, error=str(exc)[:300]
+                )
+        return cls(valid, {d: (p, loc) for d, (p, loc) in devices.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The readings of one raw record, each with its dedup key."""
+
+    readings: list[tuple[tuple[str, ...], dict[str, Any]]]
+    redelivered: bool
+    received_at: datetime
+
+
+def header(headers: Headers | None, name: str) -> bytes | None:
+    for k, v in headers or ():
+        if k == name:
+            return v
+    return None
+
+
+def decode_record(
+    value: bytes, headers: Headers | None, catalog: Catalog, root: str
+) -> Decoded | Rejection:
+    """One record of ``raw-iot-data`` (the bridge's value and headers) -> its readings."""
+    raw_topic, raw_received = header(headers, H_TOPIC), header(headers, H_RECEIVED)
+    if raw_topic is None or raw_received is None:
+        return Rejection(Reason.MISSING_HEADER, f"needs the bridge's {H_TOPIC} and {H_RECEIVED}")
+    try:
+        topic = raw_topic.decode("utf-8")
+        received = datetime.fromisoformat(raw_received.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return Rejection(Reason.MISSING_HEADER, f"unreadable bridge header: {exc}"[:300])
+    device = device_of(topic, root)
+    if isinstance(device, Rejection):
+        return device
+    known = catalog.devices.get(device)
+    if known is None:
+        return Rejection(
+            Reason.UNKNOWN_DEVICE,
+            f"device {device!r} has no profile: PUT /api/devices/{device}/profile",
+        )
+    profile = catalog.profiles.get(known[0])
+    if profile is None:
+        return Rejection(Reason.UNKNOWN_DEVICE, f"profile {known[0]!r} is missing or invalid")
+    got = decode(topic, value, received, profile, root=root, location=known[1])
+    if isinstance(got, Rejection):
+        return got
+    digest = hashlib.blake2b(value, digest_size=12).hexdigest()
+    keyed = []
+    for r in got:
+        if r["metadata"]["clock"] == "device":
+            key: tuple[str, ...] = (r["deviceId"], r["timestamp"])
+        else:  # no device timestamp: the same bytes on the same topic, if redelivered
+            key = (r["deviceId"], topic, digest)
+        keyed.append((key, r))
+    return Decoded(keyed, header(headers, H_DUP) == b"1", received)
+
+
+class Dedup:
+    """The keys of the readings produced lately, bounded by age (by receive time) and count.
+
+    A reading with the device's own timestamp is a duplicate when its (device id with
+    channel, device timestamp) was produced within the window, whatever the flag. A reading
+    stamped with the bridge's receive time (no device timestamp: a QR code) is a duplicate
+    only when the broker marked the message a redelivery (``dup``) and the same bytes on the
+    same topic were produced within the window: two real reads of one code stay two."""
+
+    def __init__(self, window_s: float, max_keys: int) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._seen: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        self.dropped = 0
+
+    def admit(
+        self, key: tuple[str, ...], at: float, *, clock_device: bool, redelivered: bool
+    ) -> bool:
+        """True if this reading is new (and remember it); False for a duplicate."""
+        seen = self._seen
+        while seen:
+            oldest_key, oldest_at = next(iter(seen.items()))
+            if len(seen) < self.max_keys and oldest_at >= at - self.window_s:
+                break
+            del seen[oldest_key]
+        if key in seen and (clock_device or redelivered):
+            self.dropped += 1
+            return False
+        seen[key] = at
+        seen.move_to_end(key)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -1,0 +1,56 @@
+"""MQTT bridge role: the device topics (MQTT 5 shared subscription) -> ``raw-iot-data``, each
+QoS 1 message acknowledged to the broker only after Kafka acknowledged it (mqtt/bridge.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from fastapi import APIRouter
+
+from iotmon.config import secret
+from iotmon.mqtt.bridge import Bridge, BridgeConfig, shared
+from iotmon.roles.runtime import ConfigurationError, Services, run_in_thread
+
+
+class MqttBridgeRole:
+    name = "mqtt-bridge"
+
+    def __init__(self, services: Services) -> None:
+        s = services.settings
+        url = secret(s.mqtt_url)
+        if url is None:
+            raise ConfigurationError("the MQTT bridge needs IOTMON_MQTT_URL")
+        self.bridge = Bridge(
+            BridgeConfig(
+                url=url,
+                client_id=s.mqtt_client_id or f"iotmon-bridge-{socket.gethostname()}"[:64],
+                subscriptions=shared(s.mqtt_share_group, s.mqtt_topic_root, s.mqtt_topics),
+                raw_topic=s.topic("raw-iot-data"),
+                root=s.mqtt_topic_root,
+            ),
+            services.bus.producer(name="iotmon-mqtt-bridge"),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await run_in_thread(self.bridge.run, stop)
+        finally:
+            await asyncio.to_thread(self.bridge.producer.close)
+
+    def status(self) -> dict[str, Any]:
+        st = self.bridge.stats
+        return {
+            "connected": st.connected,
+            "received": st.received,
+            "forwarded": st.forwarded,
+            "acked": st.acked,
+        }
+
+    def routers(self) -> list[APIRouter]:
+        return []
+
+
+def build(services: Services) -> MqttBridgeRole:
+    return MqttBridgeRole(services)
