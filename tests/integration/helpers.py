@@ -50,8 +50,8 @@ def drain(settings: Settings, bus: Bus, end_offsets: list[int], **overrides: Any
 
 
 def reading(i: int, *, device_count: int = 5, base: datetime | None = None) -> dict[str, Any]:
-    """The i-th of a sequence of distinct, valid readings (value = i, so each is unique; for
-    the quality kind, a percentage, i / 10,000: never whole, so still unique below 10^6)."""
+    """The i-th of a sequence of distinct, valid readings: value i / 10,000, unique, and for
+    i below 10^6 inside the physical range of every sensor type (quality is 0-100 %)."""
     base = base or datetime.now(UTC) - timedelta(minutes=30)
     kind = SEEDED[i % len(SEEDED)]
     ts = base + timedelta(milliseconds=i)
@@ -61,7 +61,7 @@ def reading(i: int, *, device_count: int = 5, base: datetime | None = None) -> d
         else f"device-{i % device_count + 1:04d}",
         "timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "sensorType": kind.sensor_type,
-        "value": i / 10_000 if kind.sensor_type == "quality" else float(i),
+        "value": i / 10_000,
         "unit": kind.unit,
         "location": kind.location,
         "status": "active",

@@ -37,11 +37,11 @@ async def test_a_row_postgresql_refuses_is_dead_lettered_and_the_rest_stored_onc
     settings: Settings, kafka_bus: KafkaBus
 ) -> None:
     url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
-    # Someone else's rule in the database, unknown to the decoder: value 77 is refused.
+    # Someone else's rule in the database, unknown to the decoder: value 0.0077 (reading 77) is refused.
     with __import__("psycopg").connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE FUNCTION refuse_77() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " IF NEW.value = 77 THEN RAISE EXCEPTION 'no 77 here' USING ERRCODE = '22023';"
+            " IF NEW.value = 0.0077 THEN RAISE EXCEPTION 'no 77 here' USING ERRCODE = '22023';"
             " END IF; RETURN NEW; END $$"
         )
         conn.execute(
@@ -57,13 +57,13 @@ async def test_a_row_postgresql_refuses_is_dead_lettered_and_the_rest_stored_onc
     assert query(url, "SELECT count(*), count(DISTINCT value), min(value) FROM sensor_readings")[0][
         :2
     ] == (499, 499)
-    assert query(url, "SELECT count(*) FROM sensor_readings WHERE value = 77") == [(0,)]
+    assert query(url, "SELECT count(*) FROM sensor_readings WHERE value = 0.0077") == [(0,)]
     assert [o for _, o in query(url, 'SELECT "partition", next_offset FROM ingest_offsets')] != []
     (dead,) = read_topic(kafka_bus, settings.topic("sensors-data.dlq"), 1)
     headers = dict(dead.headers())
     assert headers["x-iotmon-reason"] == b"write_rejected"
     assert b"no 77 here" in headers["x-iotmon-detail"]
-    assert orjson.loads(dead.value())["value"] == 77.0
+    assert orjson.loads(dead.value())["value"] == 0.0077
     # A second run (a restart) stores nothing twice.
     again = await asyncio.to_thread(drain, settings, kafka_bus, ends)
     assert again.stored == 0
