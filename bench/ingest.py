@@ -30,8 +30,8 @@ from iotmon.config import Settings
 from iotmon.db import migrate, partitions
 from iotmon.devices.models import fleet
 from iotmon.readings.ingest import COPY_SQL, IngestConfig, Ingestor
-from iotmon.roles.runtime import tune_gc
 from iotmon.readings.models import COPY_TYPES, Row, parse
+from iotmon.roles.runtime import tune_gc
 from iotmon.simulator.signals import Signal
 
 BATCH = 20_000

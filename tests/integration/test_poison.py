@@ -37,7 +37,7 @@ async def test_a_row_postgresql_refuses_is_dead_lettered_and_the_rest_stored_onc
     settings: Settings, kafka_bus: KafkaBus
 ) -> None:
     url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
-    # Someone else's rule in the database, unknown to the decoder: value 0.0077 (reading 77) is refused.
+    # Someone else's rule in the database, unknown to the decoder: 0.0077 (reading 77) is refused.
     with __import__("psycopg").connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE FUNCTION refuse_77() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
