@@ -181,26 +181,7 @@ FAULTS = [
 ]
 
 
-REDIS_RESTART_BUGS = (
-    "A Redis restart (Redis keeps nothing) breaks three promises. 1) The alerts role exits: "
-    "AlertEngine._changed (alerts/engine.py:171-175) writes alerts:active with no handling of "
-    "redis.RedisError, roles/alerts.py retries only psycopg errors, cli.guard ends the process "
-    "(rc 1, 'role crashed'). 2) Live event ids start again at 1 (live:seq is lost; "
-    "realtime/publish.py _SCRIPT INCR): a client reconnecting with its last id gets nothing "
-    "replayed and ids go backwards. 3) alerts:active stays without the alerts opened before "
-    "the restart (only AlertEngine.start mirrors them). See the report of tests/reliability."
-)
-
-
-def _params() -> list[object]:
-    out: list[object] = []
-    for f in FAULTS:
-        marks = [pytest.mark.xfail(reason=REDIS_RESTART_BUGS, strict=False)]
-        out.append(pytest.param(f, id=f.name, marks=marks if f.name == "redis restart" else []))
-    return out
-
-
-@pytest.mark.parametrize("fault", _params())
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 async def test_fault_under_flow(system: System, fault: Fault) -> None:
     s = system
     await asyncio.to_thread(s.revive, ROLES)  # a previous failure must not fail this one

@@ -16,6 +16,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import orjson
 import psycopg
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from iotmon import logging as log
 from iotmon.alerts import lifecycle, rules
@@ -29,6 +30,7 @@ logger = log.get(__name__)
 
 # The Redis keys are defined once, with the ones processing writes.
 ACTIVE_KEY = keys.ACTIVE_ALERTS
+MIRROR_MARK_KEY = "alerts:active:synced"  # gone with Redis's data: the mirror needs rewriting
 LAST_SEEN_KEY = keys.LAST_SEEN
 SPANS_REFRESH_S = 10.0
 SILENCES_REFRESH_S = 1.0
@@ -84,6 +86,7 @@ class AlertEngine:
         self._spans: dict[str, float] = {}
         self._timeouts: dict[str, float] = {}
         self._bad_devices: set[str] = set()  # logged once each
+        self._mirror_stale = False  # a write to alerts:active failed: rewrite it
         self._spans_at = -1e18
         self._silences: list[tuple[str | None, str | None, datetime, datetime]] = []
         self._silences_at = -1e18
@@ -105,11 +108,30 @@ class AlertEngine:
         self.watching_since = self.clock()
         open_now = await lifecycle.open_alerts(self.conn)
         self.offline = {a.device_id for a in open_now if a.alert_type == "device_offline"}
+        try:
+            await self._mirror(open_now)
+        except RedisError as exc:  # Redis away: start anyway, housekeeping resyncs it
+            self._mirror_stale = True
+            logger.warning("alerts:active not written at start", error=str(exc)[:200])
+
+    async def _mirror(self, open_now: Sequence[Alert]) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(ACTIVE_KEY)
         for a in open_now:
             pipe.hset(ACTIVE_KEY, str(a.id), orjson.dumps(a.as_event()))
+        pipe.set(MIRROR_MARK_KEY, b"1")
         await pipe.execute()
+        self._mirror_stale = False
+
+    @_serialized
+    async def resync_active(self) -> bool:
+        """Rewrite ``alerts:active`` from PostgreSQL when it may be wrong: a write to it failed,
+        or Redis lost its data (the mark key is gone). Returns whether it rewrote."""
+        if not self._mirror_stale and await self.redis.exists(MIRROR_MARK_KEY):
+            return False
+        await self._mirror(await lifecycle.open_alerts(self.conn))
+        logger.info("alerts:active resynced from PostgreSQL")
+        return True
 
     async def _refresh_devices(self) -> None:
         """Normal spans (for severity) and offline timeouts, re-read every 10 s so edits to
@@ -169,10 +191,16 @@ class AlertEngine:
 
     # --- publishing a change ---
     async def _changed(self, alert: Alert, event: str | None) -> None:
-        if alert.status == "resolved":
-            await self.redis.hdel(ACTIVE_KEY, str(alert.id))
-        else:
-            await self.redis.hset(ACTIVE_KEY, str(alert.id), orjson.dumps(alert.as_event()))
+        # The Redis mirror is best effort: the alert is in PostgreSQL, and resync_active puts
+        # the mirror right again once Redis is back (a restart used to crash the role here).
+        try:
+            if alert.status == "resolved":
+                await self.redis.hdel(ACTIVE_KEY, str(alert.id))
+            else:
+                await self.redis.hset(ACTIVE_KEY, str(alert.id), orjson.dumps(alert.as_event()))
+        except RedisError as exc:
+            self._mirror_stale = True
+            logger.warning("alerts:active not updated; resynced later", error=str(exc)[:200])
         if event is None:
             return
         payload = alert.as_event()

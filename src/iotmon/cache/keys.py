@@ -7,6 +7,7 @@ from __future__ import annotations
 LAST_SEEN = "devices:last_seen"  # sorted set: device -> last reading's unix time
 SYSTEM_METRICS = "system:metrics"  # JSON: the key figures
 ACTIVE_ALERTS = "alerts:active"  # hash: alert id -> the open alert's JSON
+PROCESSING_SYNCED = "live:state:synced"  # gone with Redis's data: processing rewrites all
 
 CURRENT_TTL_S = 3600
 STATS_TTL_S = 86400

@@ -38,9 +38,18 @@ PLACEHOLDER = "\x00"  # where the id goes; orjson writes it as \u0000
 
 # KEYS: sequence, replay stream. ARGV: message head, message tail, channel, buffer size,
 # buffer ttl. The id is a decimal string, also the stream entry's id (<id>-0): ids grow in
-# every stream, so XRANGE (<last>-0 + is exactly "after the last one seen".
+# every stream, so XRANGE (<last>-0 + is exactly "after the last one seen". A sequence that
+# starts over (Redis restarted without its data) starts at the time in milliseconds, so ids
+# still grow past every id a client saw before: a reconnecting client is not told "nothing
+# missed" by ids that went backwards. Milliseconds, not microseconds: Lua 5.1 prints numbers
+# with 14 significant digits.
 _SCRIPT = """
 local id = redis.call('INCR', KEYS[1])
+if id == 1 then
+  local t = redis.call('TIME')
+  id = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[1], id)
+end
 local msg = ARGV[1] .. id .. ARGV[2]
 if tonumber(ARGV[4]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], id .. '-0', 'm', msg)

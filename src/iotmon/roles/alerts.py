@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import psycopg
@@ -248,14 +249,18 @@ class AlertsRole:
 
     async def _offline(self, stop: asyncio.Event) -> None:
         assert self.engine is not None
+        logged_at = -1e9
         while not stop.is_set():
             try:
                 await self.engine.check_offline()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 logger.error("offline check: database unavailable", error=str(exc)[:300])
                 await self._reconnect(self.engine)
-            except Exception as exc:
-                logger.error("offline check failed", error=str(exc))
+            except Exception as exc:  # Redis away, most likely: said once every 10 s
+                now = time.monotonic()
+                if now - logged_at >= 10:
+                    logged_at = now
+                    logger.error("offline check failed", error=str(exc)[:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), OFFLINE_POLL_S)
 
@@ -265,6 +270,7 @@ class AlertsRole:
             try:
                 await self.engine.escalate_due()
                 await self.engine.resolve_quiet_anomalies()
+                await self.engine.resync_active()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 logger.error("alert housekeeping: database unavailable", error=str(exc)[:300])
                 await self._reconnect(self.engine)

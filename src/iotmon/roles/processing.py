@@ -65,6 +65,7 @@ class ProcessingRole:
         self.group = self.endpoints.group
         self.limits = limits_from(s)
         self.failed = 0
+        self._redis_error_logged = -1e9
         self.processor = Processor(
             {}, ProcessorConfig(anomaly_z=s.anomaly_z, trend_horizon_s=s.trend_horizon_s)
         )
@@ -259,7 +260,7 @@ class ProcessingRole:
         try:
             self.live.emit_many(events)
         except redis.RedisError as exc:  # live events are best effort
-            logger.warning("live events not published", error=str(exc), events=len(events))
+            self._redis_down("live events not published", exc)
 
     def _candidate(self, producer: Producer, cand: dict[str, Any]) -> None:
         producer.produce(self.alerts_topic, orjson.dumps(cand), key=cand["deviceId"].encode())
@@ -272,6 +273,9 @@ class ProcessingRole:
         went quiet: windows move on without readings); with ``system``, also the system
         metrics, and commit our offsets."""
         proc = self.processor
+        if system and self._redis_lost():
+            proc.dirty |= proc.devices.keys()
+            self._stats_at.clear()
         dirty, proc.dirty = proc.dirty, set()
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
@@ -322,10 +326,12 @@ class ProcessingRole:
         metrics = self.system_metrics(now) if system else None
         if metrics is not None:
             publish.write_system(pipe, metrics)
+        if system:
+            pipe.set(keys.PROCESSING_SYNCED, b"1")
         try:
             pipe.execute()
         except redis.RedisError as exc:
-            logger.error("redis write failed; will write again next flush", error=str(exc))
+            self._redis_down("redis write failed; will write again", exc)
             proc.dirty |= dirty
             for device_id in due:
                 self._stats_at.pop(device_id, None)
@@ -336,9 +342,31 @@ class ProcessingRole:
         try:
             self.live.emit_many([("system-status", metrics, "system")])
         except redis.RedisError as exc:
-            logger.warning("live events not published", error=str(exc))
+            self._redis_down("live events not published", exc)
         if self._positions:
             consumer.commit([TopicPartition(self.topic, p, o) for p, o in self._positions.items()])
+
+    def _redis_down(self, what: str, exc: Exception) -> None:
+        """Log a Redis outage once every 10 s, not at every flush (every 100 ms)."""
+        mono = time.monotonic()
+        if mono - self._redis_error_logged >= 10:
+            self._redis_error_logged = mono
+            logger.error(what, error=str(exc)[:300])
+
+    def _redis_lost(self) -> bool:
+        """Did Redis lose what processing wrote (restarted without its data)? Then every
+        device's current value, statistics and last-seen time are written again: a quiet
+        device would otherwise have none until its next reading."""
+        try:
+            lost = not self.redis.exists(keys.PROCESSING_SYNCED)
+        except redis.RedisError:
+            return False  # away: the write below fails and is retried
+        if lost and self.processor.devices:
+            logger.warning(
+                "redis lost the live state; writing it all again",
+                devices=len(self.processor.devices),
+            )
+        return lost
 
     def system_metrics(self, now: float) -> dict[str, Any]:
         proc = self.processor

@@ -48,6 +48,8 @@ class WebRole:
             max_size=10,
             open=False,
             kwargs={"autocommit": True, "application_name": "iotmon-web"},
+            # After a PostgreSQL restart the pool would hand out dead connections once each.
+            check=AsyncConnectionPool.check_connection,
         )
         self._devices: set[str] = set()
         self._devices_at = -1e18
