@@ -30,7 +30,7 @@ def bad_inputs() -> list[tuple[bytes, str]]:
         (variant(timestamp="not a time"), Reason.INVALID_FIELD),
         (variant(value=1).replace(b'"value":1', b'"value":NaN'), Reason.NON_FINITE_VALUE),
         (variant(value=1).replace(b'"value":1', b'"value":Infinity'), Reason.NON_FINITE_VALUE),
-        (variant(sensorType="humidity"), Reason.UNKNOWN_SENSOR_TYPE),
+        (variant(sensorType="plasma"), Reason.UNKNOWN_SENSOR_TYPE),
         (variant(timestamp=future), Reason.TIMESTAMP_IN_FUTURE),
         (variant(metadata={"pad": "x" * MAX_PAYLOAD_BYTES}), Reason.PAYLOAD_TOO_LARGE),
     ]

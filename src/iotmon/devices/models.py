@@ -28,24 +28,18 @@ SEEDED: tuple[DeviceSpec, ...] = (
     DeviceSpec("device-005", "quality", "percentage", "quality-control-1", 85, 100, 80, None, 4.0),
 )
 
-SENSOR_TYPES: frozenset[str] = frozenset(d.sensor_type for d in SEEDED)
-
 # The physical range of each sensor type: a reading outside it is rejected
-# (``value_out_of_range``), never stored. Wide enough for any real sensor of the kind, narrow
-# enough that no sum of squares over years of readings can overflow a double.
+# (``value_out_of_range``), never stored, and a type not listed is rejected
+# (``unknown_sensor_type``). Wide enough for any real sensor of the kind, narrow enough that
+# no sum of squares over years of readings can overflow a double. The five kinds of the
+# specification, then the types device profiles add (seed 002's F2 controller: states are
+# 0/1, a QR/NFC read is 1).
 VALUE_RANGE: dict[str, tuple[float, float]] = {
     "temperature": (-460.0, 10_000.0),  # below absolute zero in °F, up to a furnace
     "pressure": (-1e4, 1e7),
     "vibration": (-1e6, 1e6),
     "production": (0.0, 1e9),
     "quality": (0.0, 100.0),  # a percentage
-}
-assert set(VALUE_RANGE) == SENSOR_TYPES
-
-# The ranges of the sensor types device profiles add (DESIGN.md 4.2a; seed 002's F2
-# controller): states are 0/1, a QR/NFC read is 1. Kept apart from VALUE_RANGE until the
-# reading contract accepts the types profiles declare (then they merge into it).
-PROFILE_VALUE_RANGE: dict[str, tuple[float, float]] = {
     "humidity": (0.0, 100.0),  # relative, percent
     "door": (0.0, 1.0),  # 1 = open
     "strike": (0.0, 1.0),  # 1 = released
@@ -54,6 +48,8 @@ PROFILE_VALUE_RANGE: dict[str, tuple[float, float]] = {
     "siren": (0.0, 1.0),  # 1 = sounding
     "access_read": (0.0, 1.0),  # 1 per code read
 }
+SENSOR_TYPES: frozenset[str] = frozenset(VALUE_RANGE)
+assert {d.sensor_type for d in SEEDED} <= SENSOR_TYPES
 
 
 def reading_status(

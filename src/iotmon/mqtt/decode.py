@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from iotmon.bus.pipeline import Reasons, Rejection
-from iotmon.devices.models import PROFILE_VALUE_RANGE, VALUE_RANGE
+from iotmon.devices.models import VALUE_RANGE
 from iotmon.profiles.models import Channel, ProfileBody, channel_device_id
 from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES
 from iotmon.timefmt import iso_utc
@@ -64,7 +64,7 @@ class Reason:
 
 def value_range(sensor_type: str) -> tuple[float, float]:
     """The physical range of a sensor type (its own, else +-1e12)."""
-    got = VALUE_RANGE.get(sensor_type) or PROFILE_VALUE_RANGE.get(sensor_type)
+    got = VALUE_RANGE.get(sensor_type)
     return got if got is not None else (-ABS_MAX_VALUE, ABS_MAX_VALUE)
 
 

@@ -93,7 +93,7 @@ BAD = [
         b'"value":-1e999,"unit":"celsius"}',
         Reason.NON_FINITE_VALUE,
     ),
-    (orjson.dumps(good(sensorType="humidity")), Reason.UNKNOWN_SENSOR_TYPE),
+    (orjson.dumps(good(sensorType="plasma")), Reason.UNKNOWN_SENSOR_TYPE),
     (orjson.dumps(good(timestamp="2026-11-23T12:05:01Z")), Reason.TIMESTAMP_IN_FUTURE),
     (orjson.dumps(good(timestamp="2026-01-01T00:00:00Z")), Reason.TIMESTAMP_TOO_OLD),
     (orjson.dumps(good(metadata={"blob": "x" * MAX_PAYLOAD_BYTES})), Reason.PAYLOAD_TOO_LARGE),
