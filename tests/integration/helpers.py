@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,3 +88,15 @@ def free_port() -> int:
 def query(url: str, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql, tuple(params)).fetchall()  # type: ignore[arg-type]
+
+
+def read_topic(bus: Bus, topic: str, count: int, timeout: float = 30) -> list[Any]:
+    """Up to ``count`` messages of ``topic`` from its start (a fresh group), within ``timeout``."""
+    consumer = bus.consumer(f"reader-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([topic])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got.extend(consumer.consume(100, 0.5))
+    consumer.close()
+    return got

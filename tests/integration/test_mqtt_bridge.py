@@ -27,7 +27,7 @@ from iotmon.mqtt.bridge import H_DUP, H_RECEIVED, H_TOPIC
 from iotmon.roles.mqtt_bridge import MqttBridgeRole
 from iotmon.roles.mqtt_decoder import MqttDecoderRole
 from iotmon.roles.runtime import Services
-from tests.integration.helpers import drain, query
+from tests.integration.helpers import drain, query, read_topic
 
 F2 = "f2-t0000001"
 CHANNELS = [  # existing sensor types, so ingestion stores them today (see the report)
@@ -117,17 +117,6 @@ def stamp(seconds_ago: float) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def read_all(bus: KafkaBus, topic: str, count: int) -> list[Any]:
-    c = bus.consumer(f"probe-{uuid.uuid4().hex[:8]}")
-    c.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + 20
-    while len(got) < count and time.monotonic() < deadline:
-        got.extend(c.consume(100, 0.5))
-    c.close()
-    return got
-
-
 async def test_each_payload_kind_reaches_postgresql_and_bad_ones_the_dlq(
     mqtt_settings: Settings, kafka_bus: KafkaBus
 ) -> None:
@@ -166,7 +155,7 @@ async def test_each_payload_kind_reaches_postgresql_and_bad_ones_the_dlq(
         await asyncio.gather(*tasks)
     assert bridge.bridge.stats.acked == 7
 
-    raw = read_all(kafka_bus, s.topic("raw-iot-data"), 7)
+    raw = read_topic(kafka_bus, s.topic("raw-iot-data"), 7)
     assert len(raw) == 7
     headers = dict(raw[0].headers())
     assert headers[H_TOPIC].decode().startswith(s.mqtt_topic_root)
@@ -174,7 +163,7 @@ async def test_each_payload_kind_reaches_postgresql_and_bad_ones_the_dlq(
     assert headers[H_DUP] == b"0"
     assert {m.value() for m in raw} >= {b"ACME-4711"}  # unchanged bytes
 
-    dlq = read_all(kafka_bus, s.topic("raw-iot-data.dlq"), 3)
+    dlq = read_topic(kafka_bus, s.topic("raw-iot-data.dlq"), 3)
     reasons = sorted(dict(m.headers())["x-iotmon-reason"].decode() for m in dlq)
     assert reasons == ["invalid_value", "invalid_value", "unknown_device"]
 
@@ -286,6 +275,6 @@ async def test_a_redelivered_message_is_stored_once(
         stop.set()
         await task
     assert (decoder.stats["produced"], decoder.stats["duplicates"]) == (3, 2)
-    out = read_all(kafka_bus, s.topic("sensors-data"), 3)
+    out = read_topic(kafka_bus, s.topic("sensors-data"), 3)
     ids = sorted(orjson.loads(m.value())["deviceId"] for m in out)
     assert ids == [f"{F2}:qr", f"{F2}:qr", f"{F2}:temp"]

@@ -18,19 +18,8 @@ from iotmon.config import Settings
 from iotmon.roles.alerts import AlertsRole
 from iotmon.roles.runtime import Services
 from tests.corpus import hostile_readings
-from tests.integration.helpers import drain, produce_readings, query
+from tests.integration.helpers import drain, produce_readings, query, read_topic
 from tests.integration.test_processing import Running
-
-
-def read_topic(bus: KafkaBus, topic: str, n: int, timeout: float = 30) -> list:  # type: ignore[type-arg]
-    consumer = bus.consumer(f"reader-{uuid.uuid4().hex[:6]}")
-    consumer.subscribe([topic])
-    got: list = []  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        got.extend(consumer.consume(100, 0.5))
-    consumer.close()
-    return got
 
 
 async def test_a_row_postgresql_refuses_is_dead_lettered_and_the_rest_stored_once(

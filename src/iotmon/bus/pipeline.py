@@ -170,6 +170,35 @@ class Isolated(Generic[T]):
         self.refused: list[tuple[T, BaseException]] = []
 
 
+class _Halving(Generic[T]):
+    """The bookkeeping of ``isolate``: parts still to write, and what came of each."""
+
+    def __init__(self, items: Sequence[T], refuses: Callable[[BaseException], bool]) -> None:
+        self.result: Isolated[T] = Isolated()
+        self._pending: list[Sequence[T]] = [items]
+        self._refuses = refuses
+
+    def next(self) -> Sequence[T] | None:
+        while self._pending:
+            part = self._pending.pop()
+            if part:
+                return part
+        return None
+
+    def written(self, part: Sequence[T]) -> None:
+        self.result.written.extend(part)
+
+    def failed(self, part: Sequence[T], exc: BaseException) -> None:
+        if not self._refuses(exc):
+            raise exc
+        if len(part) == 1:
+            self.result.refused.append((part[0], exc))
+            return
+        mid = len(part) // 2
+        self._pending.append(part[mid:])
+        self._pending.append(part[:mid])  # popped first: the records keep their order
+
+
 def isolate(
     write: Callable[[Sequence[T]], None],
     items: Sequence[T],
@@ -183,26 +212,15 @@ def isolate(
     ``write`` must be all-or-nothing (a transaction or a savepoint). A batch with one bad
     record among n costs about 2·log2(n) extra writes.
     """
-    out: Isolated[T] = Isolated()
-    pending: list[Sequence[T]] = [items]
-    while pending:
-        part = pending.pop()
-        if not part:
-            continue
+    halving = _Halving(items, refuses)
+    while (part := halving.next()) is not None:
         try:
             write(part)
         except Exception as exc:
-            if not refuses(exc):
-                raise
-            if len(part) == 1:
-                out.refused.append((part[0], exc))
-                continue
-            mid = len(part) // 2
-            pending.append(part[mid:])
-            pending.append(part[:mid])  # popped first: the records keep their order
-            continue
-        out.written.extend(part)
-    return out
+            halving.failed(part, exc)
+        else:
+            halving.written(part)
+    return halving.result
 
 
 async def isolate_async(
@@ -212,23 +230,12 @@ async def isolate_async(
     refuses: Callable[[BaseException], bool],
 ) -> Isolated[T]:
     """``isolate`` for a coroutine ``write``."""
-    out: Isolated[T] = Isolated()
-    pending: list[Sequence[T]] = [items]
-    while pending:
-        part = pending.pop()
-        if not part:
-            continue
+    halving = _Halving(items, refuses)
+    while (part := halving.next()) is not None:
         try:
             await write(part)
         except Exception as exc:
-            if not refuses(exc):
-                raise
-            if len(part) == 1:
-                out.refused.append((part[0], exc))
-                continue
-            mid = len(part) // 2
-            pending.append(part[mid:])
-            pending.append(part[:mid])
-            continue
-        out.written.extend(part)
-    return out
+            halving.failed(part, exc)
+        else:
+            halving.written(part)
+    return halving.result

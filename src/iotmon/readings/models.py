@@ -278,28 +278,25 @@ def parse_many(
     surrogate (raw control bytes and invalid UTF-8 fail msgspec's decode).
     """
     hi, lo = now + limits.max_future, now - limits.max_age
-    decode, astuple, ranges = _decoder.decode, msgspec.structs.astuple, limits.value_range
+    decode, astuple = _decoder.decode, msgspec.structs.astuple
+    bounds_of, utc, backslash, most = limits.value_range.get, UTC, _BACKSLASH, MAX_PAYLOAD_BYTES
     rows: list[Row] = []
     rejects: list[tuple[int, Rejection]] = []
     append = rows.append
     for i, raw in enumerate(raws):
-        if len(raw) <= MAX_PAYLOAD_BYTES and _BACKSLASH not in raw:
+        if len(raw) <= most and backslash not in raw:
             try:
                 msg = decode(raw)
             except Exception:  # noqa: S110 - every failure gets its verdict from parse
                 pass
             else:
                 ts = msg.timestamp
-                bounds = ranges.get(msg.sensorType)
-                if (
-                    ts.tzinfo is UTC
-                    and lo <= ts <= hi
-                    and msg.metadata is None
-                    and bounds is not None
-                    and bounds[0] <= msg.value <= bounds[1]
-                ):
-                    append(astuple(msg))
-                    continue
+                if ts.tzinfo is utc and lo <= ts <= hi and msg.metadata is None:
+                    row = astuple(msg)
+                    bounds = bounds_of(row[2])
+                    if bounds is not None and bounds[0] <= row[3] <= bounds[1]:
+                        append(row)
+                        continue
         try:
             append(parse(raw, now, limits))
         except Rejection as rej:
