@@ -1,5 +1,5 @@
 """MQTT devices end to end on the real Mosquitto, Kafka and PostgreSQL: each payload kind from
-an MQTT topic to a row, malformed messages to ``raw-iot-data.dlq`` with a reason, two bridges
+an MQTT topic to a row, malformed messages to ``mqtt-raw.dlq`` with a reason, two bridges
 sharing one subscription, a redelivered message stored once.
 
 Each test publishes under a topic root of its own (``IOTMON_MQTT_TOPIC_ROOT``) with client ids
@@ -155,7 +155,7 @@ async def test_each_payload_kind_reaches_postgresql_and_bad_ones_the_dlq(
         await asyncio.gather(*tasks)
     assert bridge.bridge.stats.acked == 7
 
-    raw = read_topic(kafka_bus, s.topic("raw-iot-data"), 7)
+    raw = read_topic(kafka_bus, s.topic("mqtt-raw"), 7)
     assert len(raw) == 7
     headers = dict(raw[0].headers())
     assert headers[H_TOPIC].decode().startswith(s.mqtt_topic_root)
@@ -163,7 +163,7 @@ async def test_each_payload_kind_reaches_postgresql_and_bad_ones_the_dlq(
     assert headers[H_DUP] == b"0"
     assert {m.value() for m in raw} >= {b"ACME-4711"}  # unchanged bytes
 
-    dlq = read_topic(kafka_bus, s.topic("raw-iot-data.dlq"), 3)
+    dlq = read_topic(kafka_bus, s.topic("mqtt-raw.dlq"), 3)
     reasons = sorted(dict(m.headers())["x-iotmon-reason"].decode() for m in dlq)
     assert reasons == ["invalid_value", "invalid_value", "unknown_device"]
 
@@ -223,7 +223,7 @@ async def test_two_bridges_share_the_subscription(
     counts = [r.bridge.stats.forwarded for r in roles]
     assert sum(counts) == n
     assert min(counts) > 0, counts  # both took a share
-    assert sum(kafka_bus.end_offsets(s.topic("raw-iot-data"))) == n
+    assert sum(kafka_bus.end_offsets(s.topic("mqtt-raw"))) == n
 
 
 async def test_a_redelivered_message_is_stored_once(
@@ -232,7 +232,7 @@ async def test_a_redelivered_message_is_stored_once(
     """What a bridge killed between Kafka's acknowledgement and its PUBACK leaves: the same
     message twice on the raw topic, the second flagged dup. The decoder produces it once."""
     s = mqtt_settings
-    topic = s.topic("raw-iot-data")
+    topic = s.topic("mqtt-raw")
     producer = kafka_bus.producer()
     received = stamp(1)
     key = F2.encode()

@@ -134,6 +134,6 @@ def topic_specs(prefix: str = "") -> list[TopicSpec]:
         TopicSpec(f"{prefix}alerts.dlq", 1),
         # MQTT messages as the bridge received them, kept 30 days so they can be decoded
         # again after a profile is fixed (seed 002's raw_iot_data).
-        TopicSpec(f"{prefix}raw-iot-data", 3, {"retention.ms": str(30 * 86_400_000)}),
-        TopicSpec(f"{prefix}raw-iot-data.dlq", 1),
+        TopicSpec(f"{prefix}mqtt-raw", 3, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(f"{prefix}mqtt-raw.dlq", 1),
     ]

@@ -16,7 +16,7 @@ from iotmon import logging as log
 from iotmon.bus import Headers
 from iotmon.bus.pipeline import Rejection
 from iotmon.mqtt.bridge import H_DUP, H_RECEIVED, H_TOPIC
-from iotmon.mqtt.decode import Reason, decode, device_of
+from iotmon.mqtt.decoders import Reason, decode, device_of
 from iotmon.profiles.models import Profile, ProfileBody
 
 logger = log.get(__name__)
@@ -63,7 +63,7 @@ def header(headers: Headers | None, name: str) -> bytes | None:
 def decode_record(
     value: bytes, headers: Headers | None, catalog: Catalog, root: str
 ) -> Decoded | Rejection:
-    """One record of ``raw-iot-data`` (the bridge's value and headers) -> its readings."""
+    """One record of ``mqtt-raw`` (the bridge's value and headers) -> its readings."""
     raw_topic, raw_received = header(headers, H_TOPIC), header(headers, H_RECEIVED)
     if raw_topic is None or raw_received is None:
         return Rejection(Reason.MISSING_HEADER, f"needs the bridge's {H_TOPIC} and {H_RECEIVED}")

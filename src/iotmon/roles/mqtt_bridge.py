@@ -1,4 +1,4 @@
-"""MQTT bridge role: the device topics (MQTT 5 shared subscription) -> ``raw-iot-data``, each
+"""MQTT bridge role: the device topics (MQTT 5 shared subscription) -> ``mqtt-raw``, each
 QoS 1 message acknowledged to the broker only after Kafka acknowledged it (mqtt/bridge.py)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class MqttBridgeRole:
                 url=url,
                 client_id=s.mqtt_client_id or f"iotmon-bridge-{socket.gethostname()}"[:64],
                 subscriptions=shared(s.mqtt_share_group, s.mqtt_topic_root, s.mqtt_topics),
-                raw_topic=s.topic("raw-iot-data"),
+                raw_topic=s.topic("mqtt-raw"),
                 root=s.mqtt_topic_root,
             ),
             services.bus.producer(name="iotmon-mqtt-bridge"),

@@ -1,5 +1,5 @@
-"""MQTT decoder role: ``raw-iot-data`` -> readings on ``sensors-data`` by each device's profile,
-on the consumer pipeline (own consumer group; what it cannot decode -> ``raw-iot-data.dlq``
+"""MQTT decoder role: ``mqtt-raw`` -> readings on ``sensors-data`` by each device's profile,
+on the consumer pipeline (own consumer group; what it cannot decode -> ``mqtt-raw.dlq``
 with a reason). Profiles and devices are a snapshot of PostgreSQL, reloaded every few seconds
 (and at most once a second on an unknown device); a redelivered message is stored once
 (``mqtt/decoder.py: Dedup``)."""
@@ -18,8 +18,8 @@ from fastapi import APIRouter
 from iotmon import logging as log
 from iotmon.bus import BusError, Message, TopicPartition, consume_available
 from iotmon.bus.pipeline import DeadLetters, Rejection, decode_batch
-from iotmon.mqtt.decode import Reason
 from iotmon.mqtt.decoder import Catalog, Decoded, Dedup, decode_record
+from iotmon.mqtt.decoders import Reason
 from iotmon.profiles.service import load_all
 from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services, run_in_thread

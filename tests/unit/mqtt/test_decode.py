@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from iotmon.bus.pipeline import Rejection
-from iotmon.mqtt.decode import Reason, decode, device_of, topic_matches
+from iotmon.mqtt.decoders import Reason, decode, device_of, topic_matches
 from iotmon.profiles.models import Profile, ProfileBody
 from iotmon.readings.models import parse
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from iotmon.bus.pipeline import Rejection
 from iotmon.devices.models import VALUE_RANGE
-from iotmon.mqtt.decode import Reason, decode, value_range
+from iotmon.mqtt.decoders import Reason, decode, value_range
 from iotmon.readings.models import DEVICE_ID, parse
 from iotmon.readings.models import Reason as ReadingReason
 from tests.corpus import hostile_readings

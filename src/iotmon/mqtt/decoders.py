@@ -31,7 +31,7 @@ _MISSING = object()
 
 
 class Reason:
-    """Why a raw message was not decoded (``x-iotmon-reason`` on ``raw-iot-data.dlq``)."""
+    """Why a raw message was not decoded (``x-iotmon-reason`` on ``mqtt-raw.dlq``)."""
 
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INVALID_TOPIC = "invalid_topic"  # no device level, not text, too long, a bad device id
@@ -44,7 +44,7 @@ class Reason:
     NON_FINITE_VALUE = "non_finite_value"
     VALUE_OUT_OF_RANGE = "value_out_of_range"
     INVALID_TEXT = "invalid_text"  # NUL or a lone surrogate: PostgreSQL cannot store it
-    MISSING_HEADER = "missing_header"  # a record on raw-iot-data without the bridge's headers
+    MISSING_HEADER = "missing_header"  # a record on mqtt-raw without the bridge's headers
 
     ALL = (
         PAYLOAD_TOO_LARGE,
