@@ -74,6 +74,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 STOP_GRACE_S = 10.0  # past it, exit: every role is safe to cut off (exactly-once by offsets)
+DOUBLE_SIGNAL_S = 1.0  # a repeat within this is the same Ctrl-C delivered twice
 
 
 def _install_stop(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
@@ -84,11 +85,18 @@ def _install_stop(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
     call, which the loop's own handler would wait for (a role that lost its database kept the
     process deaf to SIGTERM)."""
     loop = asyncio.get_running_loop()
+    first: list[float] = []
 
     def handle(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if first:
+            # Ctrl-C under `make run` arrives twice within milliseconds (the terminal sends
+            # it to the whole process group, and `uv run` forwards its own copy): only a
+            # second signal a person sent, later, cuts the shutdown short.
+            if time.monotonic() - first[0] < DOUBLE_SIGNAL_S:
+                return
             os.write(2, b"iotmon: second signal, exiting now\n")
             os._exit(128 + signum)
+        first.append(time.monotonic())
         loop.call_soon_threadsafe(stop.set)
 
         def overdue() -> None:
