@@ -396,7 +396,8 @@ async def test_device_config_is_validated_and_applied(api: Api) -> None:
     assert r.status_code == 200
     assert r.json()["data"]["alertMin"] is None
     for body, words in (
-        ({"alertMax": 70}, "must not be below normalMax"),
+        ({"alertMax": 70}, "normalMax (80.0) must not be above alertMax (70"),
+        ({"normalMax": None, "normalMin": 90, "alertMax": 85}, "must not be above alertMax"),
         ({"normalMin": 90}, "normalMin (90.0) must be below normalMax"),
         ({"location": None}, "cannot be null"),
         ({}, "nothing to change"),

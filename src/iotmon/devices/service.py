@@ -215,16 +215,18 @@ def summary(
 def check_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """The device's configuration after ``changes`` (API names), or ConfigError."""
     merged = {api: current[col] for api, col in EDITABLE.items()} | changes
-    lo, hi = merged["normalMin"], merged["normalMax"]
-    if lo is not None and hi is not None and lo >= hi:
-        raise ConfigError(f"normalMin ({lo}) must be below normalMax ({hi})")
-    amin, amax = merged["alertMin"], merged["alertMax"]
-    if amin is not None and amax is not None and amin >= amax:
-        raise ConfigError(f"alertMin ({amin}) must be below alertMax ({amax})")
-    if amin is not None and lo is not None and amin > lo:
-        raise ConfigError(f"alertMin ({amin}) must not be above normalMin ({lo})")
-    if amax is not None and hi is not None and amax < hi:
-        raise ConfigError(f"alertMax ({amax}) must not be below normalMax ({hi})")
+    # alertMin <= normalMin < normalMax <= alertMax, between every two that are set (a gap
+    # left by a null must not let normalMin pass alertMax).
+    order = ("alertMin", "normalMin", "normalMax", "alertMax")
+    strict = {("normalMin", "normalMax"), ("alertMin", "alertMax")}
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            va, vb = merged[a], merged[b]
+            if va is None or vb is None:
+                continue
+            if va > vb or ((a, b) in strict and va == vb):
+                relation = "must be below" if (a, b) in strict else "must not be above"
+                raise ConfigError(f"{a} ({va}) {relation} {b} ({vb})")
     return merged
 
 
