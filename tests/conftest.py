@@ -15,16 +15,16 @@ import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from iotmon.bus import topic_specs
+from iotmon.bus.kafka import KafkaBus
+from iotmon.config import Settings
+from iotmon.db import migrate, partitions
+
 # CI (CI=true) runs the property tests on a fixed sequence of examples, so a submission is
 # judged on the same inputs each time; a developer's runs keep exploring new ones.
 hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-
-from iotmon.bus import topic_specs
-from iotmon.bus.kafka import KafkaBus
-from iotmon.config import Settings
-from iotmon.db import migrate, partitions
 
 REPO = Path(__file__).resolve().parents[1]
 
