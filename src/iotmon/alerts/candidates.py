@@ -18,7 +18,7 @@ import msgspec
 
 from iotmon.alerts.models import AlertType
 from iotmon.bus.pipeline import Reasons, Rejection
-from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES
+from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES, unstorable
 
 Finite = Annotated[float, msgspec.Meta(ge=-ABS_MAX_VALUE, le=ABS_MAX_VALUE)]
 Text = Annotated[str, msgspec.Meta(max_length=100)]
@@ -43,16 +43,6 @@ class AlertCandidate(msgspec.Struct, forbid_unknown_fields=False):
 
 _decoder = msgspec.json.Decoder(AlertCandidate)
 _FIELDS = AlertCandidate.__struct_fields__
-
-
-def _storable(text: str) -> bool:
-    if text.isascii():
-        return "\x00" not in text
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
 
 
 MAX_SKEW_S = 366 * 86400.0
@@ -84,8 +74,8 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise Rejection(Reasons.DECODER_ERROR, f"{type(exc).__name__}: {exc}"[:300]) from None
     for name in ("timestamp", "unit", "sensorType"):
         text = getattr(c, name)
-        if text is not None and not _storable(text):
-            raise Rejection(Reason.INVALID_CANDIDATE, f"'{name}' has a NUL or lone surrogate")
+        if text is not None and (why := unstorable(text)) is not None:
+            raise Rejection(Reason.INVALID_CANDIDATE, f"'{name}' contains {why}")
     if c.timestamp is not None:
         _check_time(c.timestamp)
     for name in ("value", "threshold", "zscore"):

@@ -21,7 +21,7 @@ import orjson
 from iotmon.bus.pipeline import Reasons, Rejection
 from iotmon.devices.models import VALUE_RANGE
 from iotmon.profiles.models import Channel, ProfileBody, channel_device_id
-from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES
+from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES, unstorable
 from iotmon.timefmt import iso_utc
 
 MAX_TOPIC_CHARS = 256
@@ -143,7 +143,7 @@ def _decode(
             Reason.PAYLOAD_TOO_LARGE,
             f"{len(payload)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit",
         )
-    if len(topic) > MAX_TOPIC_CHARS or "\x00" in topic or not _storable(topic):
+    if len(topic) > MAX_TOPIC_CHARS or unstorable(topic) is not None:
         raise Rejection(Reason.INVALID_TOPIC, "longer than 256 characters, or not storable text")
     device = device_of(topic, root)
     if isinstance(device, Rejection):
@@ -212,14 +212,6 @@ def _check_metadata(name: str, metadata: dict[str, Any]) -> None:
         raise Rejection(Reason.INVALID_TEXT, f"{name}: a NUL (or its escape) in the text")
 
 
-def _storable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _json(payload: bytes, *, required: bool) -> Any:
     try:
         return orjson.loads(payload)
@@ -261,7 +253,7 @@ def _value(channel: Channel, raw: Any, doc: Any, payload: bytes) -> tuple[float,
             raise Rejection(
                 Reason.INVALID_VALUE, f"{name}: a code is 1-{MAX_STRING_CHARS} characters"
             )
-        if "\x00" in code or not _storable(code):
+        if unstorable(code) is not None:
             raise Rejection(Reason.INVALID_TEXT, f"{name}: a NUL or a lone surrogate")
         return 1.0, {"code": code}
     reg = channel.reg

@@ -169,15 +169,24 @@ def parse(raw: bytes, now: datetime, limits: Limits = DEFAULT_LIMITS) -> Row:
         raise Rejection(Reasons.DECODER_ERROR, f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
-def _check_text(name: str, text: str | None) -> None:
-    if text is None or (text.isascii() and "\x00" not in text):
-        return
+def unstorable(text: str) -> str | None:
+    """Why PostgreSQL's text (and jsonb) cannot hold ``text``, or None when it can: a NUL
+    character, or a lone surrogate (not encodable as UTF-8). Every decoder of outside input
+    asks here (readings, alert candidates, MQTT payloads)."""
     if "\x00" in text:
-        raise Rejection(Reason.INVALID_TEXT, f"'{name}' contains a NUL character")
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise Rejection(Reason.INVALID_TEXT, f"'{name}' contains a lone surrogate") from None
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "a lone surrogate"
+    return None
+
+
+def _check_text(name: str, text: str | None) -> None:
+    why = None if text is None else unstorable(text)
+    if why is not None:
+        raise Rejection(Reason.INVALID_TEXT, f"'{name}' contains {why}")
 
 
 def _depth(obj: Any, limit: int) -> int:
