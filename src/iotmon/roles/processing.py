@@ -148,12 +148,12 @@ class ProcessingRole:
     def _ingestion_offsets(self) -> dict[int, int | None]:
         assert self.services.database_url is not None
         with connect_retrying(self.services.database_url, stop=self._stop) as conn:
-            rows = conn.execute(
-                'SELECT "partition", next_offset FROM ingest_offsets'
-                " WHERE bus_id = %s AND group_id = %s AND topic = %s",
-                (self.services.bus.bus_id, self.services.settings.ingestion_group, self.topic),
-            ).fetchall()
-        return {p: (o if o is None else int(o)) for p, o in rows}
+            return rebuild.ingestion_offsets(
+                conn,
+                bus_id=self.services.bus.bus_id,
+                ingestion_group=self.services.settings.ingestion_group,
+                topic=self.topic,
+            )
 
     def _decode(self, raws: list[bytes], now: datetime) -> tuple[list[Row], list[Any]]:
         return decode_batch(lambda b: parse_many(b, now, self.limits), raws)

@@ -61,6 +61,18 @@ def load_configs(conn: psycopg.Connection[Any]) -> dict[str, DeviceConfig]:
     return {r[0]: DeviceConfig(*r) for r in rows}
 
 
+def ingestion_offsets(
+    conn: psycopg.Connection[Any], *, bus_id: str, ingestion_group: str, topic: str
+) -> dict[int, int | None]:
+    """Where ingestion stands in each partition of ``topic`` (None: nothing stored yet)."""
+    rows = conn.execute(
+        'SELECT "partition", next_offset FROM ingest_offsets'
+        " WHERE bus_id = %s AND group_id = %s AND topic = %s",
+        (bus_id, ingestion_group, topic),
+    ).fetchall()
+    return {p: (o if o is None else int(o)) for p, o in rows}
+
+
 def rebuild(
     conn: psycopg.Connection[Any],
     processor: Processor,
@@ -74,12 +86,8 @@ def rebuild(
     (the offsets to consume from), in the same snapshot."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        offsets = dict(
-            conn.execute(
-                'SELECT "partition", next_offset FROM ingest_offsets'
-                " WHERE bus_id = %s AND group_id = %s AND topic = %s",
-                (bus_id, ingestion_group, topic),
-            ).fetchall()
+        offsets = ingestion_offsets(
+            conn, bus_id=bus_id, ingestion_group=ingestion_group, topic=topic
         )
         processor.reconfigure(load_configs(conn))
         for name, shape in processor.new_windows().items():
@@ -116,4 +124,4 @@ def rebuild(
             st = processor.state(device_id)
             st.value, st.timestamp, st.status = v, t, st.config.status(v)
             processor.dirty.add(device_id)
-    return {p: (o if o is None else int(o)) for p, o in offsets.items()}
+    return offsets
