@@ -1,0 +1,140 @@
+"""MQTT for tests and benchmarks: the broker of ``scripts/infra.sh`` refuses anonymous clients,
+so whoever publishes as a device provisions it first and connects with its credentials.
+
+    from tests.mqtt_support import bridge_url, connect, provision
+    user, password = provision("f2-t0000001", root="t1234abcd/")
+    pub = connect(user, password)           # MQTT 5, network loop running
+    pub.publish("t1234abcd/cmnd/f2-t0000001/...", b"...", qos=1).wait_for_publish(10)
+
+A device may publish only on topics whose level after ``root`` and the first level is its id
+(``<root>cmnd/<device>/#``, ``<root>devices/<device>/#``); the bridge (``bridge_url()``) may
+subscribe to everything. Provisioning again gives new working credentials (the old ones stop).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(key: str) -> str | None:
+    """IOTMON_* from the environment, else from what `scripts/infra.sh up` wrote."""
+    if key in os.environ:
+        return os.environ[key]
+    state = Path(os.environ.get("IOTMON_INFRA_DIR", REPO / "var" / "infra")) / "env"
+    if state.exists():
+        for line in state.read_text().splitlines():
+            k, _, v = line.partition("=")
+            if k.strip() == key:
+                return v.strip()
+    return None
+
+
+def bridge_url() -> str:
+    """The broker URL the bridge uses (credentials included): IOTMON_MQTT_URL."""
+    url = _env("IOTMON_MQTT_URL")
+    if not url:
+        raise RuntimeError("IOTMON_MQTT_URL not set: `scripts/infra.sh up` starts Mosquitto")
+    return url
+
+
+def admin_url() -> str | None:
+    """The broker's dynamic-security admin (IOTMON_MQTT_ADMIN_URL), None when not configured."""
+    return _env("IOTMON_MQTT_ADMIN_URL")
+
+
+def broker_address() -> tuple[str, int]:
+    u = urlsplit(bridge_url())
+    return u.hostname or "127.0.0.1", u.port or 1883
+
+
+def provision(device_id: str, root: str = "") -> tuple[str, str]:
+    """Create (or replace) the device's MQTT client on the broker: (username, password)."""
+    url = admin_url()
+    if url is None:  # a broker that still admits anyone: any credentials do
+        return device_id, secrets.token_urlsafe(18)
+    from iotmon.mqtt.credentials import DynsecAdmin
+
+    with DynsecAdmin(url) as admin:
+        return admin.provision(device_id, root=root)
+
+
+def revoke(device_id: str) -> None:
+    url = admin_url()
+    if url is None:
+        return
+    from iotmon.mqtt.credentials import DynsecAdmin
+
+    with DynsecAdmin(url) as admin:
+        admin.revoke(device_id)
+
+
+class ConnectRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"broker refused the connection: {reason}")
+        self.reason = reason
+
+
+def connect(
+    username: str | None, password: str | None, client_id: str | None = None, timeout: float = 10
+) -> mqtt.Client:
+    """An MQTT 5 client connected to the broker with its network loop running; raises
+    ConnectRefused with the CONNACK's reason when the broker says no."""
+    host, port = broker_address()
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if username is not None:
+        c.username_pw_set(username, password)
+    done = threading.Event()
+    outcome: list[str] = []
+
+    def on_connect(
+        client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        outcome.append("" if not getattr(reason, "is_failure", False) else str(reason))
+        done.set()
+
+    def on_disconnect(
+        client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        if not done.is_set():
+            outcome.append(str(reason) or "disconnected")
+            done.set()
+
+    c.on_connect = on_connect
+    c.on_disconnect = on_disconnect
+    c.connect(host, port)
+    c.loop_start()
+    if not done.wait(timeout):
+        c.loop_stop()
+        raise ConnectRefused(f"no CONNACK within {timeout} s")
+    if outcome[0]:
+        c.loop_stop()
+        c.disconnect()
+        raise ConnectRefused(outcome[0])
+    c.on_connect = None
+    c.on_disconnect = None
+    return c
+
+
+def device_client(device_id: str, root: str = "") -> mqtt.Client:
+    """Provision ``device_id`` and return a connected client publishing as it."""
+    user, password = provision(device_id, root=root)
+    return connect(user, password)
+
+
+def close(c: mqtt.Client) -> None:
+    c.disconnect()
+    c.loop_stop()
