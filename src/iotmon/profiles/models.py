@@ -55,6 +55,31 @@ class Register(BaseModel):
         return v
 
 
+MAX_STATE_FOR_S = 86400.0  # a state alert waits at most a day (the engine looks 2 days back)
+
+
+class StateAlert(BaseModel):
+    """A state alert (``state_duration``): the channel's value equal to ``state`` for at least
+    ``forSeconds`` (a door open, a siren on) opens an alert of ``severity``; the first reading
+    with another value resolves it. Evaluated with time: a device that goes silent in the
+    state still alerts once ``forSeconds`` have passed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    state: float = Field(
+        ge=-BOUND, le=BOUND, allow_inf_nan=False, description="the value that alerts, e.g. 1"
+    )
+    forSeconds: float = Field(
+        ge=0, le=MAX_STATE_FOR_S, allow_inf_nan=False, description="how long it must last"
+    )
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    message: str = Field(
+        default="",
+        max_length=100,
+        pattern=TEXT,
+        description="what the state means, e.g. 'door open' (default: '<sensorType> = <state>')",
+    )
+
+
 class Thresholds(BaseModel):
     """Default thresholds for the channel's devices; ordered
     alertMin <= normalMin < normalMax <= alertMax where given."""
@@ -140,11 +165,28 @@ class Channel(BaseModel):
     sensorType: str = Field(pattern=SENSOR_TYPE)
     unit: str = Field(min_length=1, max_length=20, pattern=TEXT)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    stateAlert: StateAlert | None = Field(
+        default=None, description="alert when the value stays at one state too long"
+    )
 
     @field_validator("topic")
     @classmethod
     def _topic(cls, v: str) -> str:
         return check_topic_pattern(v)
+
+    @model_validator(mode="after")
+    def _state_alert(self) -> Channel:
+        a = self.stateAlert
+        if a is not None and self.encoding == "string":
+            raise ValueError(
+                "stateAlert: a 'string' channel's value is 1 at every read, so the state"
+                " would never change and the alert never resolve"
+            )
+        if a is not None and self.encoding == "json_boolean" and a.state not in (0, 1):
+            raise ValueError(
+                f"stateAlert: a json_boolean channel's values are 0 and 1, never {a.state:g}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _register(self) -> Channel:
