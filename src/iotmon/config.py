@@ -145,8 +145,15 @@ class Settings(BaseSettings):
         " iotmon-bridge-<hostname>",
     )
     mqtt_decoder_group: str = "iotmon-mqtt-decoder"
+    mqtt_decoder_id: str | None = Field(
+        default=None,
+        description="the decoder's Kafka transactional id suffix: stable across restarts of"
+        " one instance, distinct between instances; unset = the hostname",
+    )
     mqtt_dedup_window_s: float = Field(default=600.0, gt=0, description="redeliveries caught")
-    mqtt_dedup_max: int = Field(default=200_000, ge=1, description="keys kept per decoder")
+    mqtt_dedup_max: int = Field(
+        default=100_000, ge=1, description="keys kept per partition of mqtt-raw"
+    )
     mqtt_profile_refresh_s: float = Field(default=5.0, gt=0)
 
     # --- retention (days) and partitions ---

@@ -86,7 +86,46 @@ class Consumer(Protocol):
 
     def assignment(self) -> list[TopicPartition]: ...
 
+    def committed(self, tps: Sequence[TopicPartition], timeout: float = 10.0) -> list[int | None]:
+        """The group's committed offset of each partition (None: nothing committed yet)."""
+        ...
+
+    def offsets_for_times(
+        self, tps: Sequence[TopicPartition], at_ms: int, timeout: float = 10.0
+    ) -> list[int | None]:
+        """Each partition's first offset whose record is stamped ``at_ms`` or later (None:
+        no such record, every record is older)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class TransactionError(BusError):
+    """A transaction did not commit. ``fatal``: the producer is unusable (fenced by a newer
+    instance with the same transactional id, or a broker-side fatal error): close it and
+    open a new one. Otherwise it was aborted (or must be): nothing of it is visible."""
+
+    def __init__(self, message: str, *, fatal: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+class TransactionalProducer(Producer, Protocol):
+    """Consume-transform-produce exactly once: what is produced between ``begin`` and
+    ``commit`` becomes visible to read-committed consumers together with the consumer's
+    offsets, or not at all."""
+
+    def begin(self) -> None: ...
+
+    def commit(self, offsets: Sequence[TopicPartition], consumer: Consumer) -> None:
+        """Commit the consumer group's ``offsets`` (next offset to read) and everything
+        produced since ``begin``, atomically. Raises TransactionError (then call ``abort``,
+        or for a fatal one open a new producer)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop everything produced since ``begin``; never raises."""
+        ...
 
 
 class Bus(Protocol):
@@ -98,6 +137,14 @@ class Bus(Protocol):
     def producer(self, *, name: str = "iotmon") -> Producer: ...
 
     def consumer(self, group_id: str, *, name: str = "iotmon") -> Consumer: ...
+
+    def transactional_producer(
+        self, transactional_id: str, *, name: str = "iotmon"
+    ) -> TransactionalProducer:
+        """A producer for one consume-transform-produce loop. ``transactional_id`` must be
+        stable across restarts of the same instance (a restart then aborts what the old one
+        left open at once) and distinct between instances running at the same time."""
+        ...
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
         """Create the topics that are missing; return the names created."""

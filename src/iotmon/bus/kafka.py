@@ -1,7 +1,9 @@
 """The Kafka bus (confluent-kafka / librdkafka).
 
 Producers are idempotent with ``acks=all`` and lz4 (DESIGN.md 4.3). Consumers never
-auto-commit: whoever consumes decides when its effect is durable.
+auto-commit: whoever consumes decides when its effect is durable, and read only committed
+transactions (``isolation.level=read_committed``, librdkafka's default, spelled out): the MQTT
+decoder produces its readings and its offsets in one transaction.
 """
 
 from __future__ import annotations
@@ -28,9 +30,22 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from iotmon import logging as log
-from iotmon.bus import BusError, Headers, Message, OnAssign, OnRevoke, TopicPartition, TopicSpec
+from iotmon.bus import (
+    BusError,
+    Consumer,
+    Headers,
+    Message,
+    OnAssign,
+    OnRevoke,
+    TopicPartition,
+    TopicSpec,
+    TransactionError,
+)
 
 logger = log.get(__name__)
+
+TRANSACTION_TIMEOUT_MS = 15_000
+TXN_CALL_TIMEOUT_S = 30.0
 
 
 def _to_ktp(tp: TopicPartition) -> Any:
@@ -123,18 +138,32 @@ class KafkaBus:
         finally:
             c.close()
 
+    def _producer_conf(self, name: str) -> dict[str, Any]:
+        return {
+            **self._base(),
+            "client.id": name,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 10,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+
     def producer(self, *, name: str = "iotmon") -> KafkaProducer:
-        return KafkaProducer(
+        return KafkaProducer(self._producer_conf(name))
+
+    def transactional_producer(
+        self, transactional_id: str, *, name: str = "iotmon"
+    ) -> KafkaTransactionalProducer:
+        return KafkaTransactionalProducer(
             {
-                **self._base(),
-                "client.id": name,
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "lz4",
-                "linger.ms": 10,
-                "batch.size": 1_000_000,
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 1_048_576,
+                **self._producer_conf(name),
+                "transactional.id": transactional_id,
+                # A transaction its producer left open (killed, never restarted) holds back
+                # read-committed consumers of its partitions until the coordinator aborts it.
+                "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             }
         )
 
@@ -153,6 +182,7 @@ class KafkaBus:
                 "max.partition.fetch.bytes": 10_485_760,
                 "queued.max.messages.kbytes": 262_144,
                 "fetch.wait.max.ms": 100,
+                "isolation.level": "read_committed",
             }
         )
 
@@ -195,6 +225,77 @@ class KafkaProducer:
 
     def close(self) -> None:
         self.flush(10)
+
+
+class KafkaTransactionalProducer(KafkaProducer):
+    """confluent-kafka's transactional producer: ``init_transactions`` when opened (which
+    fences an older instance with the same transactional id and aborts what it left open),
+    then ``begin`` / ``commit`` (offsets sent to the transaction, KIP-447: fenced by the
+    consumer group's generation too) / ``abort``."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        super().__init__(conf)
+        try:
+            self._p.init_transactions(TXN_CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            raise _txn_error("init_transactions", exc) from exc
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> None:
+        try:
+            super().produce(topic, value, key, headers)
+        except KafkaException as exc:  # the transaction is in an error state
+            raise _txn_error("produce", exc) from exc
+
+    def begin(self) -> None:
+        with self._lock:
+            self._failures = []
+        try:
+            self._p.begin_transaction()
+        except KafkaException as exc:
+            raise _txn_error("begin_transaction", exc) from exc
+
+    def commit(self, offsets: Sequence[TopicPartition], consumer: Consumer) -> None:
+        if not isinstance(consumer, KafkaConsumer):
+            raise TypeError("a Kafka transaction commits a Kafka consumer's offsets")
+        ktps = [_KTP(tp.topic, tp.partition, tp.offset) for tp in offsets if tp.offset is not None]
+        step = "send_offsets_to_transaction"
+        try:
+            if ktps:
+                meta = consumer._c.consumer_group_metadata()
+                self._retrying(lambda: self._p.send_offsets_to_transaction(ktps, meta, 30.0))
+            step = "commit_transaction"
+            self._retrying(lambda: self._p.commit_transaction(TXN_CALL_TIMEOUT_S))
+        except KafkaException as exc:
+            raise _txn_error(step, exc) from exc
+
+    @staticmethod
+    def _retrying(call: Any, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == attempts - 1:
+                    raise
+
+    def abort(self) -> None:
+        try:
+            self._p.abort_transaction(TXN_CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            logger.warning("abort_transaction failed", error=str(exc)[:300])
+        with self._lock:
+            self._failures = []
+
+    def close(self) -> None:
+        self._p.flush(10)
+
+
+def _txn_error(step: str, exc: KafkaException) -> TransactionError:
+    err = exc.args[0]
+    fatal = bool(err.fatal()) or not (err.txn_requires_abort() or err.retriable())
+    return TransactionError(f"{step}: {err}", fatal=fatal)
 
 
 class KafkaConsumer:
@@ -255,6 +356,24 @@ class KafkaConsumer:
 
     def assignment(self) -> list[TopicPartition]:
         return [_from_ktp(p) for p in self._c.assignment()]
+
+    def committed(self, tps: Sequence[TopicPartition], timeout: float = 10.0) -> list[int | None]:
+        try:
+            got = self._c.committed([_KTP(tp.topic, tp.partition) for tp in tps], timeout=timeout)
+        except KafkaException as exc:
+            raise BusError(f"committed offsets unreadable: {exc}") from exc
+        return [k.offset if k.offset >= 0 else None for k in got]
+
+    def offsets_for_times(
+        self, tps: Sequence[TopicPartition], at_ms: int, timeout: float = 10.0
+    ) -> list[int | None]:
+        try:
+            got = self._c.offsets_for_times(
+                [_KTP(tp.topic, tp.partition, at_ms) for tp in tps], timeout=timeout
+            )
+        except KafkaException as exc:
+            raise BusError(f"offsets for times unreadable: {exc}") from exc
+        return [k.offset if k.offset >= 0 else None for k in got]
 
     def close(self) -> None:
         self._c.close()

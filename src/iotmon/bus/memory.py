@@ -7,6 +7,7 @@ on both. Thread-safe: producers run on the event loop, consumers in worker threa
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import uuid
@@ -17,17 +18,19 @@ from dataclasses import dataclass, field
 
 from iotmon.bus import (
     BusError,
+    Consumer,
     Headers,
     Message,
     OnAssign,
     OnRevoke,
     TopicPartition,
     TopicSpec,
+    TransactionError,
 )
 
 
 class MemoryMessage:
-    __slots__ = ("_headers", "_key", "_offset", "_partition", "_topic", "_value")
+    __slots__ = ("_headers", "_key", "_offset", "_partition", "_topic", "_ts_ms", "_value")
 
     def __init__(
         self,
@@ -37,9 +40,11 @@ class MemoryMessage:
         key: bytes | None,
         value: bytes,
         headers: Headers,
+        ts_ms: int = 0,
     ) -> None:
         self._topic, self._partition, self._offset = topic, partition, offset
         self._key, self._value, self._headers = key, value, headers
+        self._ts_ms = ts_ms
 
     def topic(self) -> str:
         return self._topic
@@ -118,17 +123,44 @@ class MemoryBus:
     def producer(self, *, name: str = "iotmon") -> MemoryProducer:
         return MemoryProducer(self)
 
+    def transactional_producer(
+        self, transactional_id: str, *, name: str = "iotmon"
+    ) -> MemoryTransactionalProducer:
+        return MemoryTransactionalProducer(self)
+
     def _append(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
         with self._cond:
-            parts = self._partitions(topic)
-            self._counter += 1
-            idx = partition_for(key, len(parts), self._counter)
-            part = parts[idx]
-            part.log.append(MemoryMessage(topic, idx, part.end_offset, key, value, headers))
-            part.end_offset += 1
-            while len(part.log) > self._retention:
-                part.log.popleft()
-                part.start_offset += 1
+            self._append_locked(topic, value, key, headers)
+            self._cond.notify_all()
+
+    def _append_locked(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        parts = self._partitions(topic)
+        self._counter += 1
+        idx = partition_for(key, len(parts), self._counter)
+        part = parts[idx]
+        ts_ms = int(time.time() * 1000)
+        part.log.append(MemoryMessage(topic, idx, part.end_offset, key, value, headers, ts_ms))
+        part.end_offset += 1
+        while len(part.log) > self._retention:
+            part.log.popleft()
+            part.start_offset += 1
+
+    def _commit_transaction(
+        self,
+        records: list[tuple[str, bytes, bytes | None, Headers]],
+        group_id: str | None,
+        offsets: Sequence[TopicPartition],
+    ) -> None:
+        """A transaction's records and its group's offsets, visible together."""
+        with self._cond:
+            for topic in {r[0] for r in records}:
+                self._partitions(topic)  # an unknown topic fails the whole transaction
+            for topic, value, key, headers in records:
+                self._append_locked(topic, value, key, headers)
+            if group_id is not None:
+                for tp in offsets:
+                    if tp.offset is not None:
+                        self._committed[(group_id, tp.topic, tp.partition)] = tp.offset
             self._cond.notify_all()
 
     # --- groups ---
@@ -166,6 +198,36 @@ class MemoryProducer:
 
     def close(self) -> None:
         return None
+
+
+class MemoryTransactionalProducer(MemoryProducer):
+    """Records held back until ``commit``, then appended with the offsets under one lock."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus)
+        self._pending: list[tuple[str, bytes, bytes | None, Headers]] | None = None
+
+    def begin(self) -> None:
+        self._pending = []
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+    ) -> None:
+        if self._pending is None:
+            super().produce(topic, value, key, headers)
+        else:
+            self._pending.append((topic, value, key, headers or []))
+
+    def commit(self, offsets: Sequence[TopicPartition], consumer: Consumer) -> None:
+        records, self._pending = self._pending or [], None
+        group = consumer.group_id if isinstance(consumer, MemoryConsumer) else None
+        try:
+            self._bus._commit_transaction(records, group, offsets)
+        except BusError as exc:
+            raise TransactionError(str(exc), fatal=False) from exc
+
+    def abort(self) -> None:
+        self._pending = None
 
 
 class MemoryConsumer:
@@ -259,6 +321,22 @@ class MemoryConsumer:
     def assignment(self) -> list[TopicPartition]:
         with self._bus._cond:
             return [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+
+    def committed(self, tps: Sequence[TopicPartition], timeout: float = 10.0) -> list[int | None]:
+        with self._bus._cond:
+            return [self._bus._committed.get((self.group_id, tp.topic, tp.partition)) for tp in tps]
+
+    def offsets_for_times(
+        self, tps: Sequence[TopicPartition], at_ms: int, timeout: float = 10.0
+    ) -> list[int | None]:
+        out: list[int | None] = []
+        with self._bus._cond:
+            for tp in tps:
+                part = self._bus._partitions(tp.topic)[tp.partition]
+                stamps = [m._ts_ms for m in part.log]  # appended in time order
+                i = bisect.bisect_left(stamps, at_ms)
+                out.append(part.start_offset + i if i < len(stamps) else None)
+        return out
 
     def close(self) -> None:
         with self._bus._cond:

@@ -99,36 +99,62 @@ def decode_record(
 
 
 class Dedup:
-    """The keys of the readings produced lately, bounded by age (by receive time) and count.
+    """The keys of the readings produced lately from one partition of ``mqtt-raw``, bounded
+    by age (by receive time) and count, with a pending part for the batch in flight.
 
     A reading with the device's own timestamp is a duplicate when its (device id with
     channel, device timestamp) was produced within the window, whatever the flag. A reading
     stamped with the bridge's receive time (no device timestamp: a QR code) is a duplicate
     only when the broker marked the message a redelivery (``dup``) and the same bytes on the
-    same topic were produced within the window: two real reads of one code stay two."""
+    same topic were produced within the window: two real reads of one code stay two.
+
+    ``admit`` decides against what is committed and what this batch admitted so far;
+    ``commit`` keeps the batch's keys once its transaction committed, ``rollback`` forgets
+    them when it did not (the batch is decoded again). The decision for a key depends only on
+    the keys of the records before it and their receive times (age is checked at ``admit``,
+    not at eviction), so replaying the partition's last records rebuilds the same window.
+    Keys are kept as their 64-bit hashes (a false duplicate needs a collision among the
+    window's keys: about n^2 / 2^65)."""
 
     def __init__(self, window_s: float, max_keys: int) -> None:
         self.window_s = window_s
         self.max_keys = max_keys
-        self._seen: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        self._seen: OrderedDict[int, float] = OrderedDict()
+        self._pending: dict[int, float] = {}
         self.dropped = 0
 
     def admit(
         self, key: tuple[str, ...], at: float, *, clock_device: bool, redelivered: bool
     ) -> bool:
-        """True if this reading is new (and remember it); False for a duplicate."""
+        """True if this reading is new (and remember it, pending); False for a duplicate."""
+        h = hash(key)
+        if clock_device or redelivered:
+            when = self._pending.get(h)
+            if when is None:
+                when = self._seen.get(h)
+            if when is not None and when >= at - self.window_s:
+                self.dropped += 1
+                return False
+        self._pending[h] = at
+        return True
+
+    def commit(self) -> None:
         seen = self._seen
+        newest = 0.0
+        for h, at in self._pending.items():
+            seen[h] = at
+            seen.move_to_end(h)
+            newest = max(newest, at)
+        self._pending.clear()
+        horizon = newest - self.window_s
         while seen:
             oldest_key, oldest_at = next(iter(seen.items()))
-            if len(seen) < self.max_keys and oldest_at >= at - self.window_s:
+            if len(seen) <= self.max_keys and oldest_at >= horizon:
                 break
             del seen[oldest_key]
-        if key in seen and (clock_device or redelivered):
-            self.dropped += 1
-            return False
-        seen[key] = at
-        seen.move_to_end(key)
-        return True
+
+    def rollback(self) -> None:
+        self._pending.clear()
 
     def __len__(self) -> int:
         return len(self._seen)

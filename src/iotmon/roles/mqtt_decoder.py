@@ -1,12 +1,25 @@
 """MQTT decoder role: ``mqtt-raw`` -> readings on ``sensors-data`` by each device's profile,
 on the consumer pipeline (own consumer group; what it cannot decode -> ``mqtt-raw.dlq``
 with a reason). Profiles and devices are a snapshot of PostgreSQL, reloaded every few seconds
-(and at most once a second on an unknown device); a redelivered message is stored once
-(``mqtt/decoder.py: Dedup``)."""
+(and at most once a second on an unknown device).
+
+Exactly once, raw record -> reading on ``sensors-data``:
+- each batch is one Kafka transaction: its readings, its dead letters and the group's
+  offsets are committed together or not at all (ingestion, processing and alerts consume
+  read-committed), so a crash anywhere neither doubles nor loses a reading; a failed
+  transaction is aborted and the partitions restart from the committed offsets;
+- a message the broker redelivered after a bridge crash (the same reading twice on the raw
+  topic) is dropped by a dedup window per partition (``mqtt/decoder.py: Dedup``), which is
+  rebuilt whenever a partition is assigned (start, restart, rebalance, failed transaction)
+  by re-reading the partition's last records before the committed offset (the window's
+  length, at most ``mqtt_dedup_max`` records): the redelivery is caught whichever decoder
+  instance, before or after which crash, sees it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from typing import Any
@@ -16,7 +29,15 @@ import psycopg
 from fastapi import APIRouter
 
 from iotmon import logging as log
-from iotmon.bus import BusError, Message, TopicPartition, consume_available
+from iotmon.bus import (
+    BusError,
+    Consumer,
+    Message,
+    TopicPartition,
+    TransactionalProducer,
+    TransactionError,
+    consume_available,
+)
 from iotmon.bus.pipeline import DeadLetters, Rejection, decode_batch
 from iotmon.mqtt.decoder import Catalog, Decoded, Dedup, decode_record
 from iotmon.mqtt.decoders import Reason
@@ -27,6 +48,7 @@ from iotmon.roles.runtime import Services, run_in_thread
 logger = log.get(__name__)
 
 MISS_RELOAD_S = 1.0
+BATCH = 5000  # raw records per transaction at most
 
 
 class MqttDecoderRole:
@@ -39,10 +61,25 @@ class MqttDecoderRole:
         self.out_topic = s.topic("sensors-data")
         self.root = s.mqtt_topic_root
         self.refresh_s = s.mqtt_profile_refresh_s
-        self.dedup = Dedup(s.mqtt_dedup_window_s, s.mqtt_dedup_max)
+        self.window_s = s.mqtt_dedup_window_s
+        self.max_keys = s.mqtt_dedup_max
+        self.transactional_id = (
+            f"{self.endpoints.group}-{s.mqtt_decoder_id or socket.gethostname()}"
+        )
+        self.windows: dict[int, Dedup] = {}  # by partition of mqtt-raw
+        self.replay_until: dict[int, int] = {}  # partition -> committed offset, while replaying
         self.catalog = Catalog()
         self._loaded_at = -1e18
-        self.stats = {"consumed": 0, "produced": 0, "deadLettered": 0, "duplicates": 0}
+        self._consumer: Consumer | None = None
+        self.stats = {
+            "consumed": 0,
+            "produced": 0,
+            "deadLettered": 0,
+            "duplicates": 0,
+            "replayed": 0,
+            "transactions": 0,
+            "aborted": 0,
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_in_thread(self._run, stop)
@@ -61,94 +98,238 @@ class MqttDecoderRole:
             logger.error("profiles not reloaded", error=str(exc)[:300])
         self._loaded_at = now
 
+    # --- partitions and their windows ---
+    def _on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return self._starts(tps)
+
+    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.windows.pop(tp.partition, None)
+            self.replay_until.pop(tp.partition, None)
+
+    def _starts(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        """Where each partition starts: ``window`` records before its committed offset, with
+        a fresh dedup window that those records (up to the committed offset) rebuild."""
+        consumer = self._consumer
+        assert consumer is not None
+        if not tps:
+            return tps
+        for attempt in range(5):
+            try:
+                committed = consumer.committed(tps)
+                at_ms = int((time.time() - self.window_s) * 1000)
+                since = consumer.offsets_for_times(tps, at_ms)
+                break
+            except BusError as exc:
+                if attempt == 4:
+                    raise  # cannot know where the window starts: better not run than double
+                logger.warning("committed offsets unreadable, retrying", error=str(exc)[:300])
+                time.sleep(1.0)
+        out = []
+        for tp, c, o in zip(tps, committed, since, strict=True):
+            self.windows[tp.partition] = Dedup(self.window_s, self.max_keys)
+            self.replay_until.pop(tp.partition, None)
+            if c is None:  # nothing committed yet: from the beginning, nothing to replay
+                out.append(TopicPartition(tp.topic, tp.partition, None))
+                continue
+            start = c if o is None else max(min(o, c), c - self.max_keys, 0)
+            if start < c:
+                self.replay_until[tp.partition] = c
+            out.append(TopicPartition(tp.topic, tp.partition, start))
+        logger.info(
+            "partitions assigned",
+            partitions=[tp.partition for tp in tps],
+            committed=committed,
+            replay_from=[tp.offset for tp in out],
+        )
+        return out
+
+    def _restart_from_committed(self, consumer: Consumer) -> None:
+        """After a transaction that did not commit: every partition again from its committed
+        offset, its window rebuilt (what the failed batch admitted is forgotten)."""
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()]
+        for tp in self._starts(tps):
+            try:
+                consumer.seek(tp)
+            except Exception as exc:  # no longer ours (a rebalance): its new owner rebuilds
+                logger.warning("seek failed", partition=tp.partition, error=str(exc)[:300])
+
+    def _replay(self, msgs: list[Message]) -> list[Message]:
+        """Records below a partition's committed offset only rebuild its window (they were
+        decoded and committed before); the rest are returned."""
+        if not self.replay_until:
+            return msgs
+        fresh: list[Message] = []
+        touched: set[int] = set()
+        for m in msgs:
+            p: int = m.partition()  # type: ignore[assignment]
+            until = self.replay_until.get(p)
+            if until is None or m.offset() >= until:  # type: ignore[operator]
+                fresh.append(m)
+                continue
+            window = self.windows[p]
+            touched.add(p)
+            self.stats["replayed"] += 1
+            got: Decoded | Rejection
+            try:
+                got = decode_record(m.value() or b"", m.headers(), self.catalog, self.root)
+            except Exception as exc:  # it was dead-lettered then too
+                got = Rejection("decoder_error", str(exc)[:300])
+            if isinstance(got, Decoded):
+                at = got.received_at.timestamp()
+                for key, r in got.readings:
+                    window.admit(
+                        key,
+                        at,
+                        clock_device=r["metadata"]["clock"] == "device",
+                        redelivered=got.redelivered,
+                    )
+            if m.offset() + 1 >= until:  # type: ignore[operator]
+                del self.replay_until[p]
+        for p in touched:
+            self.windows[p].commit()
+        return fresh
+
+    # --- the loop ---
+    def _open(self, stop: threading.Event) -> TransactionalProducer | None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                return self.services.bus.transactional_producer(
+                    self.transactional_id, name="iotmon-mqtt-decoder"
+                )
+            except BusError as exc:
+                logger.error("transactional producer not ready, retrying", error=str(exc)[:300])
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10)
+        return None
+
     def _run(self, stop: threading.Event) -> None:
         ends = self.endpoints
         assert ends.dlq is not None
-        bus = self.services.bus
-        consumer = bus.consumer(ends.group, name="iotmon-mqtt-decoder")
-        consumer.subscribe([ends.topic])
-        producer = bus.producer(name="iotmon-mqtt-decoder")
-        dead = DeadLetters(bus.producer(name="iotmon-mqtt-decoder-dlq"), ends.dlq, ends.group)
+        consumer = self._consumer = self.services.bus.consumer(
+            ends.group, name="iotmon-mqtt-decoder"
+        )
+        producer = self._open(stop)  # before subscribing: fences (aborts) our old self first
+        if producer is None:
+            consumer.close()
+            return
+        consumer.subscribe([ends.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        backoff = 0.5
         try:
             while not stop.is_set():
                 self._reload()
-                msgs = consume_available(consumer, 2000, 0.2)
+                msgs = self._replay(consume_available(consumer, BATCH, 0.2))
                 if not msgs:
                     continue
-                self.stats["consumed"] += len(msgs)
                 decoded, rejected = self._decode(msgs)
                 if any(r.reason == Reason.UNKNOWN_DEVICE for _, r in rejected):
                     self._reload(force=True)  # a device given a profile a moment ago
                     decoded, rejected = self._decode(msgs)
-                if not self._send(producer, dead, msgs, decoded, rejected, stop):
-                    return  # stopped with the bus away: not committed, seen again
-                last: dict[int, int] = {}
-                for m in msgs:
-                    last[m.partition()] = m.offset()  # type: ignore[index,assignment]
-                consumer.commit([TopicPartition(ends.topic, p, o + 1) for p, o in last.items()])
+                try:
+                    self._transact(producer, consumer, msgs, decoded, rejected)
+                    backoff = 0.5
+                except TransactionError as exc:
+                    self.stats["aborted"] += 1
+                    for w in self.windows.values():
+                        w.rollback()
+                    logger.error(
+                        "transaction failed, restarting from the committed offsets",
+                        error=str(exc)[:300],
+                        fatal=exc.fatal,
+                    )
+                    if exc.fatal:
+                        producer.close()
+                        producer = self._open(stop)
+                        if producer is None:
+                            return
+                    else:
+                        producer.abort()
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 10)
+                    self._restart_from_committed(consumer)
         finally:
             consumer.close()
-            producer.close()
-            dead.close()
+            if producer is not None:
+                producer.close()
 
-    def _decode(self, msgs: list[Message]) -> tuple[list[Decoded], list[tuple[int, Rejection]]]:
+    def _decode(
+        self, msgs: list[Message]
+    ) -> tuple[list[tuple[int, Decoded]], list[tuple[int, Rejection]]]:
         # The pipeline's decode_batch takes bytes; each record is named by its index so the
         # decoder sees its headers too (and a surprise rejects that record only).
-        def decode_many(tokens: list[bytes]) -> tuple[list[Decoded], list[tuple[int, Rejection]]]:
-            out: list[Decoded] = []
+        def decode_many(
+            tokens: list[bytes],
+        ) -> tuple[list[tuple[int, Decoded]], list[tuple[int, Rejection]]]:
+            out: list[tuple[int, Decoded]] = []
             rejects: list[tuple[int, Rejection]] = []
             for i, token in enumerate(tokens):
-                m = msgs[int(token)]
+                idx = int(token)
+                m = msgs[idx]
                 got = decode_record(m.value() or b"", m.headers(), self.catalog, self.root)
                 if isinstance(got, Rejection):
                     rejects.append((i, got))
                 else:
-                    out.append(got)
+                    out.append((idx, got))
             return out, rejects
 
         return decode_batch(decode_many, [str(i).encode() for i in range(len(msgs))])
 
-    def _send(
+    def _transact(
         self,
-        producer: Any,
-        dead: DeadLetters,
+        producer: TransactionalProducer,
+        consumer: Consumer,
         msgs: list[Message],
-        decoded: list[Decoded],
+        decoded: list[tuple[int, Decoded]],
         rejected: list[tuple[int, Rejection]],
-        stop: threading.Event,
-    ) -> bool:
-        """Readings to ``sensors-data`` and rejects to the DLQ, both acknowledged, before the
-        batch commits; while the bus is away, keep trying. False if stopped meanwhile."""
-        out: list[tuple[bytes, bytes]] = []
-        for d in decoded:
+    ) -> None:
+        """One transaction: the batch's new readings to ``sensors-data``, its rejects to the
+        DLQ, and the group's offsets past the batch. Raises TransactionError."""
+        ends = self.endpoints
+        assert ends.dlq is not None
+        windows = self.windows
+        out_topic = self.out_topic
+        produced = duplicates = 0
+        producer.begin()
+        for idx, d in decoded:
+            p: int = msgs[idx].partition()  # type: ignore[assignment]
+            window = windows.get(p)
+            if window is None:  # assigned without on_assign (cannot happen): start empty
+                window = windows[p] = Dedup(self.window_s, self.max_keys)
             at = d.received_at.timestamp()
             for key, reading in d.readings:
                 device_clock = reading["metadata"]["clock"] == "device"
-                if self.dedup.admit(key, at, clock_device=device_clock, redelivered=d.redelivered):
-                    out.append((reading["deviceId"].encode(), orjson.dumps(reading)))
+                if window.admit(key, at, clock_device=device_clock, redelivered=d.redelivered):
+                    producer.produce(
+                        out_topic, orjson.dumps(reading), key=reading["deviceId"].encode()
+                    )
+                    produced += 1
                 else:
-                    self.stats["duplicates"] += 1
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                for device, value in out:
-                    producer.produce(self.out_topic, value, key=device)
-                while producer.flush(5.0) > 0:
-                    if stop.is_set():
-                        return False
-                dead.send_all([(msgs[i], rej) for i, rej in rejected])
-            except (BusError, BufferError) as exc:
-                logger.error("bus unavailable, retrying the batch", error=str(exc)[:300])
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10)
-                continue
-            self.stats["produced"] += len(out)
-            self.stats["deadLettered"] += len(rejected)
-            return True
-        return False
+                    duplicates += 1
+        if rejected:
+            dead = DeadLetters(producer, ends.dlq, ends.group)
+            for i, rej in rejected:
+                dead.send(msgs[i], rej)
+        last: dict[int, int] = {}
+        for m in msgs:
+            last[m.partition()] = m.offset()  # type: ignore[index,assignment]
+        producer.commit([TopicPartition(ends.topic, p, o + 1) for p, o in last.items()], consumer)
+        for w in windows.values():
+            w.commit()
+        st = self.stats
+        st["consumed"] += len(msgs)
+        st["produced"] += produced
+        st["duplicates"] += duplicates
+        st["deadLettered"] += len(rejected)
+        st["transactions"] += 1
 
     def status(self) -> dict[str, Any]:
-        return {**self.stats, "dedupKeys": len(self.dedup), "profiles": len(self.catalog.profiles)}
+        return {
+            **self.stats,
+            "dedupKeys": sum(len(w) for w in self.windows.values()),
+            "replaying": sorted(self.replay_until),
+            "profiles": len(self.catalog.profiles),
+        }
 
     def routers(self) -> list[APIRouter]:
         return []
