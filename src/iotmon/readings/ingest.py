@@ -78,6 +78,7 @@ class IngestStats:
     batches: int = 0
     registered: int = 0
     last_batch_at: float = 0.0
+    rejoins: int = 0  # times the member left its group because the offsets were unreadable
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class IngestConfig:
 
 class FencedError(Exception):
     """Another consumer has moved this partition's stored offset: drop the batch, re-seek."""
+
+
+class OffsetsUnavailable(Exception):
+    """The stored offsets could not be read for ``OFFSETS_TIMEOUT_S``: the member leaves its
+    group (its partitions go to the others) and joins again once PostgreSQL answers."""
 
 
 @dataclass
@@ -191,7 +197,8 @@ class Ingestor:
 
     def _load_offsets(self, parts: list[int]) -> dict[int, int | None]:
         """Stored offsets of ``parts`` (rows created as needed). Retries for a while; past
-        that it raises, since a member stuck in a rebalance callback stalls its whole group."""
+        that it raises ``OffsetsUnavailable``, since a member stuck in a rebalance callback
+        stalls its whole group (``run`` then leaves the group and joins again later)."""
         topic, group, backoff = self.config.topic, self.config.group_id, 0.5
         deadline = time.monotonic() + OFFSETS_TIMEOUT_S
         while True:
@@ -199,6 +206,7 @@ class Ingestor:
                 if self._offsets_conn is None or self._offsets_conn.closed:
                     self._offsets_conn = connect_retrying(
                         self.database_url,
+                        attempts=3,  # this loop retries, up to its own deadline
                         application_name="iotmon-ingestion-offsets",
                         stop=self._stop,
                     )
@@ -220,7 +228,7 @@ class Ingestor:
                 self._close(self._offsets_conn)
                 self._offsets_conn = None
                 if self._stop.is_set() or time.monotonic() > deadline:
-                    raise
+                    raise OffsetsUnavailable(str(exc)[:300]) from exc
                 logger.error("cannot read stored offsets, retrying", error=str(exc))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10)
@@ -459,8 +467,35 @@ class Ingestor:
         self, stop: threading.Event, *, until: dict[tuple[str, int], int] | None = None
     ) -> IngestStats:
         """Consume until ``stop`` is set (or, with ``until``, every partition reached its
-        end offset: the benchmark's drain). In-flight batches are committed before leaving."""
+        end offset: the benchmark's drain). In-flight batches are committed before leaving.
+        No outage ends it: while the stored offsets cannot be read, the member leaves its
+        consumer group and joins again when PostgreSQL answers."""
         self._stop = stop
+        while True:
+            try:
+                return self._run_member(stop, until)
+            except OffsetsUnavailable as exc:
+                self.stats.rejoins += 1
+                logger.error(
+                    "stored offsets unreadable: left the consumer group until PostgreSQL answers",
+                    error=str(exc),
+                )
+            self._fence.clear()
+            self._durable.clear()
+            with self._commit_lock:
+                self._to_commit.clear()
+            while not stop.is_set():
+                try:
+                    self._close(connect_retrying(self.database_url, attempts=1))
+                    break
+                except psycopg.Error:
+                    stop.wait(2.0)
+            if stop.is_set():
+                return self.stats
+
+    def _run_member(
+        self, stop: threading.Event, until: dict[tuple[str, int], int] | None
+    ) -> IngestStats:
         consumer = self.bus.consumer(self.config.group_id, name="iotmon-ingestion")
         self._consumer = consumer
         self._dlq = DeadLetters(
