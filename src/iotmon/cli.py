@@ -35,6 +35,8 @@ silence_app = typer.Typer(no_args_is_help=True, help="Mute alerts of a device or
 app.add_typer(silence_app, name="silence")
 users_app = typer.Typer(no_args_is_help=True, help="Users of the API and dashboard.")
 app.add_typer(users_app, name="users")
+profiles_app = typer.Typer(no_args_is_help=True, help="Device profiles (MQTT devices).")
+app.add_typer(profiles_app, name="profiles")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -116,7 +118,7 @@ async def _run_roles(
 ) -> None:
     from iotmon.roles import ROLES, Role
     from iotmon.roles.http import bind, make_app, serve
-    from iotmon.roles.runtime import open_services
+    from iotmon.roles.runtime import open_services, supervise
 
     defs = [ROLES[n] for n in names]
     needs: set[str] = set().union(*(d.needs for d in defs))
@@ -140,15 +142,7 @@ async def _run_roles(
         http_app = make_app(services, roles, needs)
         _banner(settings, services, names, port)
 
-        async def guard(role: Role) -> None:
-            try:
-                await role.run(stop)
-            except Exception:
-                log.get("iotmon").exception("role crashed", role=role.name)
-                stop.set()
-                raise
-
-        tasks = [asyncio.create_task(guard(r), name=r.name) for r in roles]
+        tasks = [asyncio.create_task(supervise(r, stop), name=r.name) for r in roles]
         tasks.append(
             asyncio.create_task(
                 serve(http_app, sock, stop, max_header_bytes=settings.max_header_bytes),
@@ -588,6 +582,158 @@ def silence_delete(silence_id: int) -> None:
     if not asyncio.run(_with_database(_settings(), work)):
         raise _fail(f"no silence {silence_id}")
     console.print(f"silence {silence_id} deleted")
+
+
+def _profiles(work: Any) -> Any:
+    """Run ``work(conn)`` (an async connection) on the configured or embedded database,
+    turning the profile service's refusals into a clear message."""
+    from iotmon.profiles import service
+
+    try:
+        return asyncio.run(_with_database(_settings(), work))
+    except (
+        service.ProfileNotFound,
+        service.ProfileInUse,
+        service.DeviceNotFound,
+        service.RangeConflict,
+    ) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """Profiles: channels, sensor types, devices using each."""
+    from iotmon.profiles import service
+
+    rows = _profiles(service.list_profiles)
+    for p in rows:
+        types = sorted({c["sensorType"] for c in p["channels"]})
+        console.print(
+            f"{p['name']:<24} {len(p['channels']):>2} channel(s)  {p['deviceCount']:>5} device(s)"
+            f"  {', '.join(types)}",
+            highlight=False,
+        )
+    if not rows:
+        console.print("no profiles")
+
+
+@profiles_app.command("show")
+def profiles_show(name: Annotated[str, typer.Argument(help="a profile's name")]) -> None:
+    """A profile as JSON on stdout (what `profiles apply` takes back); its devices on stderr."""
+    from iotmon.profiles import service
+
+    async def work(conn: Any) -> dict[str, Any]:
+        return await service.get_profile(conn, name)
+
+    p = _profiles(work)
+    body = {k: p[k] for k in ("name", "description", "channels")}
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    devices = p.get("devices") or []
+    console.print(
+        f"used by {len(devices)} device(s){': ' if devices else ''}{', '.join(devices[:20])}"
+        f"{' ...' if len(devices) > 20 else ''}",
+        highlight=False,
+    )
+
+
+@profiles_app.command("apply")
+def profiles_apply(
+    file: Annotated[str, typer.Argument(help="a JSON file (- for stdin): name, channels, ...")],
+) -> None:
+    """Create or replace a profile from a JSON file, checked as the API checks it."""
+    from pydantic import ValidationError
+
+    from iotmon.profiles import service
+    from iotmon.profiles.models import Profile
+
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else open(file, "rb").read()  # noqa: SIM115
+        doc = orjson.loads(raw)
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise _fail(f"{file} is not JSON: {exc}") from exc
+    try:
+        profile = Profile.model_validate(doc)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(the document)"
+            console.print(f"  {where}: {e['msg']}", highlight=False, markup=False)
+        raise _fail(f"{file}: {exc.error_count()} problem(s), nothing applied") from exc
+
+    async def work(conn: Any) -> tuple[dict[str, Any], bool]:
+        return await service.apply_profile(conn, profile)
+
+    _, created = _profiles(work)
+    types = sorted({c.sensorType for c in profile.channels})
+    console.print(
+        f"profile {profile.name} {'created' if created else 'replaced'}:"
+        f" {len(profile.channels)} channel(s), sensor types {', '.join(types)}",
+        highlight=False,
+    )
+
+
+@profiles_app.command("delete")
+def profiles_delete(name: Annotated[str, typer.Argument(help="a profile's name")]) -> None:
+    """Delete a profile no device uses."""
+    from iotmon.profiles import service
+
+    async def work(conn: Any) -> None:
+        await service.delete_profile(conn, name)
+
+    _profiles(work)
+    console.print(f"profile {name} deleted")
+
+
+@profiles_app.command("assign")
+def profiles_assign(
+    device: Annotated[str, typer.Argument(help="a device id (registered if unknown)")],
+    profile: Annotated[str | None, typer.Argument(help="a profile's name")] = None,
+    none: Annotated[bool, typer.Option("--none", help="detach the device from its profile")] = (
+        False
+    ),
+) -> None:
+    """Point a device at a profile (an unknown device is registered), or at none."""
+    from iotmon.profiles import service
+    from iotmon.readings.models import DEVICE_ID
+
+    if (profile is None) == (not none):
+        raise _fail("give a PROFILE, or --none to detach the device (not both)")
+    if not DEVICE_ID.match(device):
+        raise _fail(f"{device!r} is not a device id (letters, digits, . _ : -, 1-50)")
+
+    async def work(conn: Any) -> dict[str, Any]:
+        return await service.assign_profile(conn, device, profile)
+
+    _profiles(work)
+    console.print(f"device {device}: profile {profile or 'none'}", highlight=False)
+
+
+@profiles_app.command("sensor-types")
+def profiles_sensor_types() -> None:
+    """The sensor types readings may have: built in, or declared by a profile."""
+    from iotmon.profiles.models import BUILTIN_RANGES
+    from iotmon.profiles.sensors import ranges_of
+
+    async def work(conn: Any) -> list[tuple[str, Any]]:
+        cur = await conn.execute("SELECT name, channels FROM device_profiles")
+        return list(await cur.fetchall())
+
+    rows = _profiles(work)
+    ranges, skipped = ranges_of(rows)
+    declared: dict[str, list[str]] = {}
+    for name, channels in rows:
+        for c in channels if isinstance(channels, list) else []:
+            if isinstance(c, dict) and c.get("sensorType") in ranges:
+                declared.setdefault(c["sensorType"], []).append(name)
+    for t, (lo, hi) in sorted(ranges.items()):
+        origin = "built in" if t in BUILTIN_RANGES else "declared"
+        users = sorted(set(declared.get(t, [])))
+        console.print(
+            f"{t:<16} [{lo:g}, {hi:g}]  {origin:<8}  {', '.join(users) or '-'}", highlight=False
+        )
+    for why in skipped:
+        console.print(f"[yellow]left out:[/] {why}", highlight=False)
 
 
 @bench_app.command("alerts")

@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from prometheus_client import Counter
 
 from iotmon import logging as log
 from iotmon.bus import Bus, topic_specs
@@ -85,6 +87,43 @@ def prepare_database(settings: Settings, url: str) -> list[str]:
         applied = migrations.migrate(conn)
         partitions.ensure_ahead(conn, ahead_days=settings.partitions_ahead_days)
     return applied
+
+
+ROLE_RESTART_MIN_S = 1.0
+ROLE_RESTART_MAX_S = 30.0
+ROLE_RESTARTS = Counter(
+    "iotmon_role_restarts_total", "Roles run again after they raised (a bug)", ["role"]
+)
+
+
+class Runnable(Protocol):
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def supervise(role: Runnable, stop: asyncio.Event) -> None:
+    """Run ``role`` until ``stop``; if it raises (a bug: each role handles the weather, an
+    outage or a bad record, inside), log it and run it again after a pause that doubles up to
+    ``ROLE_RESTART_MAX_S`` (back to the minimum after a long good run). No single input stops
+    a role for good, and the other roles of the process go on meanwhile."""
+    pause = ROLE_RESTART_MIN_S
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await role.run(stop)
+            return
+        except Exception:
+            if stop.is_set():
+                raise
+            if time.monotonic() - started > ROLE_RESTART_MAX_S:
+                pause = ROLE_RESTART_MIN_S
+            ROLE_RESTARTS.labels(role=role.name).inc()
+            logger.exception("role crashed, restarting", role=role.name, restart_in_s=pause)
+        try:
+            await asyncio.wait_for(stop.wait(), pause)
+        except TimeoutError:
+            pause = min(pause * 2, ROLE_RESTART_MAX_S)
 
 
 async def run_in_thread(target: Callable[[threading.Event], Any], stop: asyncio.Event) -> Any:
