@@ -72,6 +72,13 @@ REDIS_LOG="$LOGS/redis.log"
 MQTT_CONF="$STATE/mosquitto/mosquitto.conf"
 MQTT_PID="$RUN/mosquitto.pid"
 MQTT_LOG="$LOGS/mosquitto.log"
+# Anonymous clients are refused: Mosquitto's dynamic security plugin holds the clients (the
+# admin, the bridge, one per provisioned device) in MQTT_DYNSEC; their passwords in MQTT_SECRETS.
+MQTT_DYNSEC="$STATE/mosquitto/dynamic-security.json"
+MQTT_SECRETS="$STATE/mosquitto/credentials"
+MQTT_CONF_SHA="$RUN/mosquitto.conf.sha"
+MQTT_ADMIN_USER=_iotmon_admin
+MQTT_BRIDGE_USER=_iotmon_bridge
 
 # ----------------------------------------------------------------------------- helpers
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -362,13 +369,90 @@ redis_down() {
 }
 
 # ----------------------------------------------------------------------------- mosquitto
+mqtt_plugin() {
+    local f
+    for f in /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so /usr/lib/*/mosquitto_dynamic_security.so \
+        /usr/lib/mosquitto_dynamic_security.so /usr/local/lib/mosquitto_dynamic_security.so; do
+        [[ -f "$f" ]] && { printf '%s\n' "$f"; return 0; }
+    done
+    f="$(dpkg -L mosquitto 2>/dev/null | grep -m1 'mosquitto_dynamic_security\.so$' || true)"
+    [[ -n "$f" && -f "$f" ]] || die "mosquitto: the dynamic security plugin (mosquitto_dynamic_security.so) is missing; Mosquitto 2.0+ ships it"
+    printf '%s\n' "$f"
+}
+
+mqtt_random() { openssl rand -base64 18 | tr '+/' '-_'; }
+
+# dynsec's password entry: base64 of PBKDF2-HMAC-SHA512 (101 iterations) of PASSWORD and SALT
+mqtt_dynsec_hash() { # PASSWORD SALT_B64
+    openssl kdf -keylen 64 -kdfopt digest:SHA512 -kdfopt "pass:$1" \
+        -kdfopt "hexsalt:$(printf '%s' "$2" | base64 -d | od -An -v -tx1 | tr -d ' \n')" \
+        -kdfopt iter:101 -binary PBKDF2 | base64 -w0
+}
+
+mqtt_dynsec_client() { # USER PASSWORD ROLE
+    local salt; salt="$(openssl rand -base64 12)"
+    printf '{"username": "%s", "password": "%s", "salt": "%s", "iterations": 101, "roles": [{"rolename": "%s"}]}' \
+        "$1" "$(mqtt_dynsec_hash "$2" "$salt")" "$salt" "$3"
+}
+
+# The admin and bridge passwords (MQTT_SECRETS) and the plugin's initial state (MQTT_DYNSEC)
+# are made together, once; device clients are added later through the plugin's control topic.
+# Returns 0 when it (re)created them: a running broker must then restart to load them.
+mqtt_init_security() {
+    if [[ -s "$MQTT_SECRETS" && -s "$MQTT_DYNSEC" ]]; then
+        # shellcheck disable=SC1090
+        . "$MQTT_SECRETS"
+        [[ -n "${MQTT_ADMIN_PASSWORD:-}" && -n "${MQTT_BRIDGE_PASSWORD:-}" ]] && return 1
+    fi
+    command -v openssl >/dev/null 2>&1 || die "mosquitto: openssl is needed to create the broker's credentials"
+    log "mosquitto: creating the admin and bridge credentials ($MQTT_SECRETS)"
+    MQTT_ADMIN_PASSWORD="$(mqtt_random)"
+    MQTT_BRIDGE_PASSWORD="$(mqtt_random)"
+    local admin bridge
+    admin="$(mqtt_dynsec_client "$MQTT_ADMIN_USER" "$MQTT_ADMIN_PASSWORD" admin)"
+    bridge="$(mqtt_dynsec_client "$MQTT_BRIDGE_USER" "$MQTT_BRIDGE_PASSWORD" bridge)"
+    ( umask 077
+      printf 'MQTT_ADMIN_PASSWORD=%s\nMQTT_BRIDGE_PASSWORD=%s\n' "$MQTT_ADMIN_PASSWORD" "$MQTT_BRIDGE_PASSWORD" >"$MQTT_SECRETS.tmp"
+      cat >"$MQTT_DYNSEC.tmp" <<EOF
+{
+  "defaultACLAccess": {"publishClientSend": false, "publishClientReceive": true, "subscribe": false, "unsubscribe": true},
+  "clients": [
+    $admin,
+    $bridge
+  ],
+  "groups": [],
+  "roles": [
+    {"rolename": "admin", "textdescription": "administers the dynamic security plugin (device credentials)", "acls": [
+      {"acltype": "publishClientSend", "topic": "\$CONTROL/dynamic-security/#", "allow": true},
+      {"acltype": "publishClientReceive", "topic": "\$CONTROL/dynamic-security/#", "allow": true},
+      {"acltype": "subscribePattern", "topic": "\$CONTROL/dynamic-security/#", "allow": true},
+      {"acltype": "publishClientReceive", "topic": "\$SYS/#", "allow": true},
+      {"acltype": "subscribePattern", "topic": "\$SYS/#", "allow": true}]},
+    {"rolename": "bridge", "textdescription": "reads every device topic, shared subscriptions included", "acls": [
+      {"acltype": "subscribePattern", "topic": "#", "allow": true},
+      {"acltype": "subscribePattern", "topic": "\$share/#", "allow": true},
+      {"acltype": "publishClientReceive", "topic": "#", "allow": true},
+      {"acltype": "unsubscribePattern", "topic": "#", "allow": true}]}
+  ]
+}
+EOF
+    )
+    mv "$MQTT_DYNSEC.tmp" "$MQTT_DYNSEC"
+    mv "$MQTT_SECRETS.tmp" "$MQTT_SECRETS"
+    return 0
+}
+
 mqtt_up() {
     mkdir -p "$STATE/mosquitto"
+    local fresh=0
+    if mqtt_init_security; then fresh=1; fi
     cat >"$MQTT_CONF" <<EOF
 # Written by scripts/infra.sh on every 'up'.
 per_listener_settings false
 listener $MQTT_PORT $HOST
-allow_anonymous true
+allow_anonymous false
+plugin $(mqtt_plugin)
+plugin_opt_config_file $MQTT_DYNSEC
 persistence false
 pid_file $MQTT_PID
 log_dest file $MQTT_LOG
@@ -382,11 +466,19 @@ EOF
     # As root, keep running as root (otherwise mosquitto switches to user 'mosquitto',
     # which may not be able to write the log in the state dir).
     as_root && printf 'user root\n' >>"$MQTT_CONF"
+    local sha; sha="$(sha256sum "$MQTT_CONF" | cut -c1-16)"
 
     if pid_alive "$MQTT_PID" mosquitto; then
-        if port_open "$MQTT_PORT"; then log "mosquitto: already running on $HOST:$MQTT_PORT"; return 0; fi
-        log "mosquitto: running but not listening on $HOST:$MQTT_PORT, restarting"
-        stop_pid mosquitto "$MQTT_PID" mosquitto 20
+        if (( fresh )) || [[ "$(cat "$MQTT_CONF_SHA" 2>/dev/null)" != "$sha" ]]; then
+            # e.g. a state dir from before credentials: the running broker still admits anyone
+            log "mosquitto: configuration or credentials changed, restarting"
+            stop_pid mosquitto "$MQTT_PID" mosquitto 20
+        elif port_open "$MQTT_PORT"; then
+            log "mosquitto: already running on $HOST:$MQTT_PORT"; return 0
+        else
+            log "mosquitto: running but not listening on $HOST:$MQTT_PORT, restarting"
+            stop_pid mosquitto "$MQTT_PID" mosquitto 20
+        fi
     fi
     rm -f "$MQTT_PID"
     ensure_port_free mosquitto "$MQTT_PORT" "$MQTT_LOG"
@@ -399,6 +491,7 @@ EOF
         (( n-- > 0 )) || fail_with "$MQTT_LOG" "mosquitto: not accepting connections on $HOST:$MQTT_PORT within ${TIMEOUT}s"
         sleep 0.2
     done
+    printf '%s\n' "$sha" >"$MQTT_CONF_SHA"
     ok_since
 }
 
@@ -543,7 +636,8 @@ env_lines() {
 IOTMON_DATABASE_URL=postgresql://iotmon:iotmon@$HOST:$PG_PORT/iotmon
 IOTMON_REDIS_URL=redis://$HOST:$REDIS_PORT/0
 IOTMON_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
-IOTMON_MQTT_URL=mqtt://$HOST:$MQTT_PORT
+IOTMON_MQTT_URL=mqtt://$MQTT_BRIDGE_USER:$MQTT_BRIDGE_PASSWORD@$HOST:$MQTT_PORT
+IOTMON_MQTT_ADMIN_URL=mqtt://$MQTT_ADMIN_USER:$MQTT_ADMIN_PASSWORD@$HOST:$MQTT_PORT
 EOF
 }
 

@@ -8,7 +8,8 @@ so whoever publishes as a device provisions it first and connects with its crede
 
 A device may publish only on topics whose level after ``root`` and the first level is its id
 (``<root>cmnd/<device>/#``, ``<root>devices/<device>/#``); the bridge (``bridge_url()``) may
-subscribe to everything. Provisioning again gives new working credentials (the old ones stop).
+subscribe to everything. Each ``provision`` makes a new client with a username of its own
+(``<device>~<random>``), so tests running at once never disconnect each other.
 """
 
 from __future__ import annotations
@@ -57,25 +58,39 @@ def broker_address() -> tuple[str, int]:
     return u.hostname or "127.0.0.1", u.port or 1883
 
 
+def _username(device_id: str) -> str:
+    # Its own username per call: concurrent tests publishing as one device id must not replace
+    # each other's client. '~' is no device id's character, so no real device is touched.
+    return f"{device_id}~{uuid.uuid4().hex[:10]}"
+
+
 def provision(device_id: str, root: str = "") -> tuple[str, str]:
-    """Create (or replace) the device's MQTT client on the broker: (username, password)."""
+    """A client of the broker that may publish as ``device_id`` (under ``root``): (username,
+    password). Each call makes a new one; ``revoke(username)`` deletes it."""
+    return provision_many([device_id], root)[0]
+
+
+def provision_many(device_ids: list[str], root: str = "") -> list[tuple[str, str]]:
+    """``provision`` for many devices in one round trip (e.g. a benchmark's fleet)."""
     url = admin_url()
     if url is None:  # a broker that still admits anyone: any credentials do
-        return device_id, secrets.token_urlsafe(18)
+        return [(_username(d), secrets.token_urlsafe(18)) for d in device_ids]
     from iotmon.mqtt.credentials import DynsecAdmin
 
-    with DynsecAdmin(url) as admin:
-        return admin.provision(device_id, root=root)
+    with DynsecAdmin(url, timeout_s=60) as admin:
+        issued = admin.issue_many(device_ids, root, usernames=[_username(d) for d in device_ids])
+    return [(i.username, i.password) for i in issued]
 
 
-def revoke(device_id: str) -> None:
+def revoke(*usernames: str) -> None:
+    """Delete clients made by ``provision`` (a connected one is disconnected)."""
     url = admin_url()
-    if url is None:
+    if url is None or not usernames:
         return
     from iotmon.mqtt.credentials import DynsecAdmin
 
-    with DynsecAdmin(url) as admin:
-        admin.revoke(device_id)
+    with DynsecAdmin(url, timeout_s=60) as admin:
+        admin.revoke_many(list(usernames))
 
 
 class ConnectRefused(Exception):
@@ -129,12 +144,21 @@ def connect(
     return c
 
 
+_provisioned: dict[int, str] = {}  # id(client) -> its username, revoked by close()
+
+
 def device_client(device_id: str, root: str = "") -> mqtt.Client:
-    """Provision ``device_id`` and return a connected client publishing as it."""
+    """Provision ``device_id`` and return a connected client publishing as it; ``close()``
+    disconnects it and deletes its credentials."""
     user, password = provision(device_id, root=root)
-    return connect(user, password)
+    c = connect(user, password)
+    _provisioned[id(c)] = user
+    return c
 
 
 def close(c: mqtt.Client) -> None:
     c.disconnect()
     c.loop_stop()
+    user = _provisioned.pop(id(c), None)
+    if user is not None:
+        revoke(user)
