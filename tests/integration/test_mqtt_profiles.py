@@ -116,6 +116,27 @@ async def test_invalid_profiles_get_a_422_naming_the_problem(api: Api) -> None:
         "scale must not be 0": _set("register", {"byteOffset": 0, "length": 2, "scale": 0}),
         "length": _set("register", {"byteOffset": 0, "length": 3}),
         "sensorType": _set("sensorType", "Temp Erature"),
+        "is not built in: declare its physical range": _set("sensorType", "co2"),
+        "is built in with range [-460, 10000]": _set("range", {"min": 0, "max": 50}),
+        "must be below max": lambda b: b["channels"][0].update(
+            sensorType="co2", range={"min": 5, "max": 5}
+        ),
+        "different ranges": lambda b: b["channels"].extend(
+            [
+                {
+                    **b["channels"][0],
+                    "name": "co2-a",
+                    "sensorType": "co2",
+                    "range": {"min": 0, "max": 1},
+                },
+                {
+                    **b["channels"][0],
+                    "name": "co2-b",
+                    "sensorType": "co2",
+                    "range": {"min": 0, "max": 2},
+                },
+            ]
+        ),
         "colour": _set("colour", "red"),
     }
     for expected, change in cases.items():
@@ -127,3 +148,55 @@ async def test_invalid_profiles_get_a_422_naming_the_problem(api: Api) -> None:
             expected,
             error,
         )
+
+
+def _declaring(name: str, sensor_type: str, lo: float, hi: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "channels": [
+            {
+                "name": "value",
+                "topic": "air/{device}/telemetry",
+                "path": "v",
+                "encoding": "json_number",
+                "sensorType": sensor_type,
+                "range": {"min": lo, "max": hi},
+                "unit": "ppm",
+            }
+        ],
+    }
+
+
+async def test_a_sensor_type_has_one_range_across_profiles(api: Api) -> None:
+    admin = api.h("admin")
+    r = await api.http.post(
+        "/api/profiles", json=_declaring("air-a", "co2", 0, 5000), headers=admin
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["data"]["channels"][0]["range"] == {"min": 0, "max": 5000}
+    # Another profile may use the type with the same range...
+    r = await api.http.post(
+        "/api/profiles", json=_declaring("air-b", "co2", 0, 5000), headers=admin
+    )
+    assert r.status_code == 201, r.text
+    # ... not with another one: 422 naming the profile that declares it, on create and replace.
+    r = await api.http.post(
+        "/api/profiles", json=_declaring("air-c", "co2", 0, 10000), headers=admin
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "'air-a'" in error["message"]
+    assert "[0, 5000]" in error["message"]
+    assert [d["field"] for d in error["details"]] == ["channels.0.range"]
+    assert (await api.get("/api/profiles/air-c")).status_code == 404
+    body = {"channels": _declaring("x", "co2", -1, 5000)["channels"]}
+    r = await api.put("/api/profiles/air-b", json=body)
+    assert r.status_code == 422, r.text
+    assert "'air-a'" in r.json()["error"]["message"]
+    # Replacing the only profile that declares it may change the range.
+    assert (await api.http.delete("/api/profiles/air-b", headers=admin)).status_code == 200
+    r = await api.put("/api/profiles/air-a", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["channels"][0]["range"] == {"min": -1, "max": 5000}
+    assert sql(api.db, "SELECT count(*) FROM device_profiles WHERE name LIKE 'air-%%'") == [(1,)]

@@ -19,9 +19,8 @@ from typing import Any
 import orjson
 
 from iotmon.bus.pipeline import Reasons, Rejection
-from iotmon.devices.models import VALUE_RANGE
 from iotmon.profiles.models import Channel, ProfileBody, channel_device_id
-from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES, unstorable
+from iotmon.readings.models import DEVICE_ID, MAX_PAYLOAD_BYTES, unstorable
 from iotmon.timefmt import iso_utc
 
 MAX_TOPIC_CHARS = 256
@@ -60,12 +59,6 @@ class Reason:
         INVALID_TEXT,
         MISSING_HEADER,
     )
-
-
-def value_range(sensor_type: str) -> tuple[float, float]:
-    """The physical range of a sensor type (its own, else +-1e12)."""
-    got = VALUE_RANGE.get(sensor_type)
-    return got if got is not None else (-ABS_MAX_VALUE, ABS_MAX_VALUE)
 
 
 def strip_root(topic: str, root: str) -> str | None:
@@ -168,7 +161,7 @@ def _decode(
         if channel.path is not None and raw is _MISSING:
             continue  # this message does not carry this channel
         value, extra = _value(channel, raw, doc, payload)
-        lo, hi = value_range(channel.sensorType)
+        lo, hi = channel.value_range()  # built in, or the profile's (the same everywhere)
         if not math.isfinite(value):
             raise Rejection(Reason.NON_FINITE_VALUE, f"{channel.name}: {value!r} is not a reading")
         if not lo <= value <= hi:

@@ -11,6 +11,13 @@ default thresholds. Encodings:
 - ``hex_register``: hex text (spaces and a ``0x`` prefix allowed), of which ``length`` bytes
   at ``byteOffset`` are an integer (``signed``, ``endian``): value = int * scale + offset.
 
+Sensor types are whatever the profiles declare: the built-in ones (``BUILTIN_RANGES``: the
+specification's five and the F2 controller's) need nothing more, any other needs its physical
+range (``"range": {"min": 0, "max": 5000}``) on every channel of that type, the same range
+everywhere (in the profile here; across stored profiles in ``service``). The reading contract
+(DESIGN.md 4.2) accepts the union of the built-in types and the declared ones
+(``profiles/sensors.py``).
+
 Everything a profile can say is bounded here, so the decoder can trust a validated profile.
 """
 
@@ -21,6 +28,11 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from iotmon.devices.models import VALUE_RANGE
+from iotmon.readings.models import ABS_MAX_VALUE
+
+BUILTIN_RANGES = VALUE_RANGE  # the sensor types every deployment has (devices/models.py)
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -111,6 +123,27 @@ class Thresholds(BaseModel):
         return self
 
 
+class Range(BaseModel):
+    """The physical range of a sensor type: a reading outside it is refused
+    (``value_out_of_range``), never stored. At most +-1e12, so no sum of squares overflows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min: float = Field(ge=-ABS_MAX_VALUE, le=ABS_MAX_VALUE, allow_inf_nan=False)
+    max: float = Field(ge=-ABS_MAX_VALUE, le=ABS_MAX_VALUE, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        return self
+
+    def bounds(self) -> tuple[float, float]:
+        return (self.min, self.max)
+
+    def __str__(self) -> str:
+        return f"[{self.min:g}, {self.max:g}]"
+
+
 def check_topic_pattern(pattern: str) -> str:
     """An MQTT topic filter with exactly one ``{device}`` level; ``+`` and ``#`` only as whole
     levels, ``#`` last. Raises ValueError with what is wrong."""
@@ -163,6 +196,11 @@ class Channel(BaseModel):
         default=None, alias="register", description="for hex_register only"
     )
     sensorType: str = Field(pattern=SENSOR_TYPE)
+    range: Range | None = Field(
+        default=None,
+        description="the sensor type's physical range; needed for a type that is not built in"
+        " (the same range wherever the type is declared), else left out",
+    )
     unit: str = Field(min_length=1, max_length=20, pattern=TEXT)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     stateAlert: StateAlert | None = Field(
@@ -202,6 +240,27 @@ class Channel(BaseModel):
                 raise ValueError("scale and offset overflow for this register length")
         return self
 
+    @model_validator(mode="after")
+    def _range(self) -> Channel:
+        builtin = BUILTIN_RANGES.get(self.sensorType)
+        if builtin is None and self.range is None:
+            raise ValueError(
+                f"sensor type {self.sensorType!r} is not built in: declare its physical range,"
+                ' e.g. "range": {"min": 0, "max": 5000}'
+            )
+        if builtin is not None and self.range is not None and self.range.bounds() != builtin:
+            raise ValueError(
+                f"sensor type {self.sensorType!r} is built in with range"
+                f" [{builtin[0]:g}, {builtin[1]:g}]: leave 'range' out, or give that one"
+            )
+        return self
+
+    def value_range(self) -> tuple[float, float]:
+        """The physical range of this channel's sensor type."""
+        if self.range is not None:
+            return self.range.bounds()
+        return BUILTIN_RANGES[self.sensorType]  # a validated channel has one or the other
+
 
 class ProfileBody(BaseModel):
     """What ``PUT /api/profiles/{name}`` takes (the name is in the path)."""
@@ -214,11 +273,27 @@ class ProfileBody(BaseModel):
     @classmethod
     def _unique(cls, v: list[Channel]) -> list[Channel]:
         seen: set[str] = set()
+        ranges: dict[str, Channel] = {}
         for c in v:
             if c.name in seen:
                 raise ValueError(f"channel name {c.name!r} appears twice")
             seen.add(c.name)
+            first = ranges.setdefault(c.sensorType, c)
+            if first.value_range() != c.value_range():
+                raise ValueError(
+                    f"channels {first.name!r} and {c.name!r} give sensor type {c.sensorType!r}"
+                    f" different ranges ({first.range} and {c.range}): one type, one range"
+                )
         return v
+
+    def declared_ranges(self) -> dict[str, tuple[int, Range]]:
+        """The ranges this profile declares for types that are not built in: type ->
+        (index of the first channel declaring it, range)."""
+        out: dict[str, tuple[int, Range]] = {}
+        for i, c in enumerate(self.channels):
+            if c.range is not None and c.sensorType not in BUILTIN_RANGES:
+                out.setdefault(c.sensorType, (i, c.range))
+        return out
 
 
 class Profile(ProfileBody):

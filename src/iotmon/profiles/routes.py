@@ -52,6 +52,15 @@ class AssignmentEnvelope(Envelope):
     data: AssignmentOut
 
 
+def _conflicting(exc: service.RangeConflict) -> ApiError:
+    return ApiError(
+        422,
+        "validation_error",
+        f"invalid request: {exc.field}: {exc}",
+        [{"field": exc.field, "message": str(exc)}],
+    )
+
+
 def router(api: Api) -> APIRouter:
     r = APIRouter(prefix="/api/profiles", tags=["profiles"], responses=errors())
     viewer = Depends(api.require("viewer"))
@@ -81,23 +90,37 @@ def router(api: Api) -> APIRouter:
         "",
         response_model=ProfileEnvelope,
         status_code=201,
-        responses=errors({409: "a profile of that name exists"}),
+        responses=errors(
+            {
+                409: "a profile of that name exists",
+                422: "invalid, or a sensor type's range differs from another profile's",
+            }
+        ),
     )
     async def create_profile(body: Profile, who: Principal = admin) -> Response:
         """Create a profile (admin). Every channel is checked: topic pattern, path, encoding
-        (hex_register needs its register), thresholds in order; 422 names each problem."""
+        (hex_register needs its register), thresholds in order, the sensor type's range (a
+        type that is not built in needs one, the same as every other profile gives it); 422
+        names each problem."""
         async with api.pool.connection() as conn:
             try:
                 out = await service.create_profile(conn, body)
             except service.ProfileExists as exc:
                 raise ApiError(409, "conflict", str(exc)) from None
+            except service.RangeConflict as exc:
+                raise _conflicting(exc) from None
         api.log.info("profile created", profile=body.name, by=who.username)
         return ok(out, status=201)
 
     @r.put(
         "/{name}",
         response_model=ProfileEnvelope,
-        responses=errors({404: "no such profile"}),
+        responses=errors(
+            {
+                404: "no such profile",
+                422: "invalid, or a sensor type's range differs from another profile's",
+            }
+        ),
     )
     async def replace_profile(
         name: NamePath, body: ProfileBody, who: Principal = admin
@@ -109,6 +132,8 @@ def router(api: Api) -> APIRouter:
                 out = await service.replace_profile(conn, name, body)
             except service.ProfileNotFound as exc:
                 raise ApiError(404, "not_found", str(exc)) from None
+            except service.RangeConflict as exc:
+                raise _conflicting(exc) from None
         api.log.info("profile replaced", profile=name, by=who.username)
         return ok(out)
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 
 from iotmon.profiles.models import Profile, ProfileBody
 from iotmon.timefmt import iso_utc
@@ -26,6 +27,19 @@ class ProfileInUse(ValueError):
 
 class DeviceNotFound(LookupError):
     pass
+
+
+class RangeConflict(ValueError):
+    """A sensor type's range differs from the one another stored profile declares."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field  # e.g. channels.2.range
+
+
+# Profile writes check the other profiles' ranges under this lock (a transaction-scoped
+# advisory lock): two writers declaring one new type with two ranges cannot both pass.
+_WRITE_LOCK = 0x10_7E_0012
 
 
 _COLUMNS = "name, description, channels, created_at, updated_at"
@@ -72,13 +86,55 @@ async def get_profile(conn: psycopg.AsyncConnection[Any], name: str) -> dict[str
     return _json(row, [r[0] for r in await cur.fetchall()])
 
 
-async def create_profile(conn: psycopg.AsyncConnection[Any], profile: Profile) -> dict[str, Any]:
+def range_conflict(
+    name: str, body: ProfileBody, others: list[tuple[str, Any]]
+) -> RangeConflict | None:
+    """The first sensor type ``body`` declares with another range than a stored profile
+    (``others``: (name, channels) of the other profiles, by name) does, or None."""
+    declared = body.declared_ranges()
+    if not declared:
+        return None
+    for other, channels in others:
+        if other == name:
+            continue
+        try:
+            theirs = ProfileBody.model_validate({"channels": channels}).declared_ranges()
+        except ValidationError:
+            continue  # an invalid stored profile declares nothing (the decoder skips it too)
+        for sensor_type, (i, mine) in declared.items():
+            got = theirs.get(sensor_type)
+            if got is not None and got[1] != mine:
+                return RangeConflict(
+                    f"channels.{i}.range",
+                    f"sensor type {sensor_type!r} has range {got[1]} in profile {other!r}:"
+                    f" channel {body.channels[i].name!r} declares {mine}. One type, one range:"
+                    " give the same one, or another sensor type",
+                )
+    return None
+
+
+async def _check_ranges(conn: psycopg.AsyncConnection[Any], name: str, body: ProfileBody) -> None:
+    """Inside the write's transaction: lock, then compare with the stored profiles."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+    if not body.declared_ranges():
+        return
     cur = await conn.execute(
-        "INSERT INTO device_profiles (name, description, channels) VALUES (%s, %s, %s)"
-        f" ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}",
-        (profile.name, profile.description, _channels(profile)),
+        "SELECT name, channels FROM device_profiles WHERE name <> %s ORDER BY name", (name,)
     )
-    row = await cur.fetchone()
+    conflict = range_conflict(name, body, list(await cur.fetchall()))
+    if conflict is not None:
+        raise conflict
+
+
+async def create_profile(conn: psycopg.AsyncConnection[Any], profile: Profile) -> dict[str, Any]:
+    async with conn.transaction():
+        await _check_ranges(conn, profile.name, profile)
+        cur = await conn.execute(
+            "INSERT INTO device_profiles (name, description, channels) VALUES (%s, %s, %s)"
+            f" ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}",
+            (profile.name, profile.description, _channels(profile)),
+        )
+        row = await cur.fetchone()
     if row is None:
         raise ProfileExists(f"profile {profile.name!r} already exists (PUT to replace it)")
     return _json(row, [])
@@ -87,15 +143,35 @@ async def create_profile(conn: psycopg.AsyncConnection[Any], profile: Profile) -
 async def replace_profile(
     conn: psycopg.AsyncConnection[Any], name: str, body: ProfileBody
 ) -> dict[str, Any]:
-    cur = await conn.execute(
-        "UPDATE device_profiles SET description = %s, channels = %s, updated_at = now()"
-        f" WHERE name = %s RETURNING {_COLUMNS}",
-        (body.description, _channels(body), name),
-    )
-    row = await cur.fetchone()
+    async with conn.transaction():
+        await _check_ranges(conn, name, body)
+        cur = await conn.execute(
+            "UPDATE device_profiles SET description = %s, channels = %s, updated_at = now()"
+            f" WHERE name = %s RETURNING {_COLUMNS}",
+            (body.description, _channels(body), name),
+        )
+        row = await cur.fetchone()
     if row is None:
         raise ProfileNotFound(f"profile {name!r} does not exist (POST to create it)")
     return _json(row)
+
+
+async def apply_profile(
+    conn: psycopg.AsyncConnection[Any], profile: Profile
+) -> tuple[dict[str, Any], bool]:
+    """Create or replace (``iotmon profiles apply``): the profile, and whether it is new."""
+    async with conn.transaction():
+        await _check_ranges(conn, profile.name, profile)
+        cur = await conn.execute(
+            "INSERT INTO device_profiles (name, description, channels) VALUES (%s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description,"
+            " channels = EXCLUDED.channels, updated_at = now()"
+            f" RETURNING {_COLUMNS}, (xmax = 0)",
+            (profile.name, profile.description, _channels(profile)),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return _json(row[:5]), bool(row[5])
 
 
 async def delete_profile(conn: psycopg.AsyncConnection[Any], name: str) -> None:

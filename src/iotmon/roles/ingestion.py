@@ -1,13 +1,15 @@
 """Ingestion role: ``sensors-data`` -> PostgreSQL exactly once, bad input -> DLQ.
 
 The pipeline is synchronous and runs in a worker thread (librdkafka and COPY both release the
-GIL); partition upkeep (create ahead, drop expired) runs hourly beside it.
+GIL); partition upkeep (create ahead, drop expired) runs hourly beside it, and the sensor types
+the profiles declare are reloaded every few seconds (``profiles/sensors.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,6 +17,7 @@ from fastapi import APIRouter
 from iotmon import logging as log
 from iotmon.db import partitions
 from iotmon.db.pool import connect_retrying
+from iotmon.profiles.sensors import Ranges, SensorTypes
 from iotmon.readings.ingest import IngestConfig, Ingestor
 from iotmon.readings.models import limits_from
 from iotmon.roles import ROLES
@@ -46,14 +49,27 @@ class IngestionRole:
             bus=services.bus,
             database_url=services.database_url,
         )
+        self.sensor_types = SensorTypes(
+            services.database_url, s.mqtt_profile_refresh_s, self._set_ranges
+        )
+
+    def _set_ranges(self, ranges: Ranges) -> None:
+        # The reader takes config.limits once per batch: swapping the config is atomic, and
+        # the check of each reading stays one lookup in a plain dict.
+        config = self.ingestor.config
+        self.ingestor.config = replace(config, limits=replace(config.limits, value_range=ranges))
 
     async def run(self, stop: asyncio.Event) -> None:
         tune_gc()
+        if not await self.sensor_types.start(stop):
+            return
+        follow_task = asyncio.create_task(self.sensor_types.follow(stop))
         upkeep_task = asyncio.create_task(self._upkeep(stop))
         try:
             await run_in_thread(self.ingestor.run, stop)
         finally:
             upkeep_task.cancel()
+            follow_task.cancel()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -84,6 +100,7 @@ class IngestionRole:
             "rejected": st.rejected,
             "batches": st.batches,
             "registeredDevices": st.registered,
+            "sensorTypes": len(self.sensor_types.ranges),
         }
 
     def routers(self) -> list[APIRouter]:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,8 @@ from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, con
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.cache import keys
 from iotmon.db.pool import connect_retrying
-from iotmon.readings.models import Col, Row, limits_from, parse_many
+from iotmon.profiles.sensors import Ranges, SensorTypes
+from iotmon.readings.models import Col, Reason, Row, limits_from, parse_many
 from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
 from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services, run_in_thread
@@ -64,6 +66,11 @@ class ProcessingRole:
         self.metrics_topic = s.topic("metrics")
         self.group = self.endpoints.group
         self.limits = limits_from(s)
+        # The sensor types the profiles declare, as ingestion takes them (else a reading
+        # ingestion stored would be skipped here, and never counted).
+        self.sensor_types = SensorTypes(
+            services.database_url, s.mqtt_profile_refresh_s, self._set_ranges
+        )
         self.failed = 0
         self._redis_error_logged = -1e9
         self.processor = Processor(
@@ -156,7 +163,14 @@ class ProcessingRole:
             )
 
     def _decode(self, raws: list[bytes], now: datetime) -> tuple[list[Row], list[Any]]:
-        return decode_batch(lambda b: parse_many(b, now, self.limits), raws)
+        rows, rejected = decode_batch(lambda b: parse_many(b, now, self.limits), raws)
+        # Ingestion may have taken a type declared a moment ago: catch up, decode again.
+        if (
+            any(r.reason == Reason.UNKNOWN_SENSOR_TYPE for _, r in rejected)
+            and self.sensor_types.reload_on_miss()
+        ):
+            rows, rejected = decode_batch(lambda b: parse_many(b, now, self.limits), raws)
+        return rows, rejected
 
     def _add(
         self,
@@ -401,10 +415,18 @@ class ProcessingRole:
         except Exception as exc:
             logger.warning("hourly roll-up failed", error=str(exc))
 
+    def _set_ranges(self, ranges: Ranges) -> None:
+        self.limits = replace(self.limits, value_range=ranges)  # read once per batch
+
     async def run(self, stop: asyncio.Event) -> None:
+        if not await self.sensor_types.start(stop):
+            self.redis.close()
+            return
+        follow_task = asyncio.create_task(self.sensor_types.follow(stop))
         try:
             await run_in_thread(self.loop, stop)
         finally:
+            follow_task.cancel()
             self.redis.close()
 
     def status(self) -> dict[str, Any]:
