@@ -7,7 +7,7 @@ embedded mode: in-process bus, embedded PostgreSQL and Redis under ``data_dir``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     simulator_rate: float = Field(default=1.0, gt=0, description="multiplier of each interval")
     simulator_anomaly_rate: float = Field(default=0.05, ge=0, le=1)
     simulator_seed: int | None = None
+    simulator_transport: Literal["kafka", "mqtt", "both"] = Field(
+        default="kafka",
+        description="kafka: readings straight to sensors-data; mqtt: devices publish through"
+        " the broker like real ones (F2 controllers and the spec's devices); both: the Kafka"
+        " fleet plus the MQTT devices (iotmon up does this whenever there is a broker)",
+    )
+    simulator_f2_controllers: int = Field(
+        default=2, ge=0, le=1000, description="seed 002's F2 controllers over MQTT"
+    )
     simulator_control: bool = Field(
         default=False,
         description="POST /simulator/scenarios without a token (only where no database is"
@@ -155,6 +164,18 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="keys kept per partition of mqtt-raw"
     )
     mqtt_profile_refresh_s: float = Field(default=5.0, gt=0)
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="5: the bridges share a $share subscription; 3.1.1 (a broker without MQTT"
+        " 5, like the embedded one): one bridge, a plain subscription, a persistent session",
+    )
+    mqtt_embedded_port: int = Field(
+        default=1883,
+        ge=0,
+        le=65535,
+        description="iotmon up without IOTMON_MQTT_URL runs a broker in the process on"
+        " 127.0.0.1:<this> (0 = none)",
+    )
 
     # --- retention (days) and partitions ---
     retention_readings_days: int = Field(default=90, ge=1)

@@ -22,7 +22,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from iotmon import logging as log
 from iotmon.bus import BusError, Producer
@@ -47,6 +46,10 @@ class BridgeConfig:
     raw_topic: str
     root: str = ""
     keepalive_s: int = 30
+    # MQTT 3.1.1 (a broker without MQTT 5, like the embedded amqtt): give plain filters (no
+    # $share: one bridge takes everything); the session is kept by clean_session=False with
+    # the fixed client id, as clean start off + session expiry keep it under MQTT 5.
+    mqtt311: bool = False
 
 
 @dataclass(slots=True)
@@ -81,7 +84,8 @@ class Bridge:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv311 if config.mqtt311 else mqtt.MQTTv5,
+            clean_session=False if config.mqtt311 else None,
             manual_ack=True,
         )
         if self._auth:
@@ -98,7 +102,7 @@ class Bridge:
             return
         self.stats.connected = True
         self.stats.connects += 1
-        client.subscribe([(s, SubscribeOptions(qos=1)) for s in self.config.subscriptions])
+        client.subscribe([(s, 1) for s in self.config.subscriptions])  # QoS 1, MQTT 5 or 3.1.1
         logger.info(
             "mqtt connected",
             client_id=self.config.client_id,
@@ -128,8 +132,8 @@ class Bridge:
                     self._host,
                     self._port,
                     keepalive=self.config.keepalive_s,
-                    clean_start=False,
-                    properties=props,
+                    clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY if self.config.mqtt311 else False,
+                    properties=None if self.config.mqtt311 else props,
                 )
                 break
             except OSError as exc:

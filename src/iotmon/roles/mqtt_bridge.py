@@ -22,13 +22,18 @@ class MqttBridgeRole:
         url = secret(s.mqtt_url)
         if url is None:
             raise ConfigurationError("the MQTT bridge needs IOTMON_MQTT_URL")
+        mqtt311 = s.mqtt_protocol == "3.1.1"  # no $share: plain filters under the root
+        filters = tuple(f"{s.mqtt_topic_root}{f}" for f in s.mqtt_topics)
         self.bridge = Bridge(
             BridgeConfig(
                 url=url,
                 client_id=s.mqtt_client_id or f"iotmon-bridge-{socket.gethostname()}"[:64],
-                subscriptions=shared(s.mqtt_share_group, s.mqtt_topic_root, s.mqtt_topics),
+                subscriptions=filters
+                if mqtt311
+                else shared(s.mqtt_share_group, s.mqtt_topic_root, s.mqtt_topics),
                 raw_topic=s.topic("mqtt-raw"),
                 root=s.mqtt_topic_root,
+                mqtt311=mqtt311,
             ),
             services.bus.producer(name="iotmon-mqtt-bridge"),
         )
