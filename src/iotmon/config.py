@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     mqtt_url: SecretStr | None = Field(
         default=None, description="mqtt://host:port of the broker; unset = no MQTT roles"
     )
+    mqtt_admin_url: SecretStr | None = Field(
+        default=None,
+        description="mqtt://user:password@host:port of the broker's dynamic security admin:"
+        " device credentials are provisioned through it; unset = no provisioning",
+    )
     mqtt_share_group: str = Field(
         default="iotmon-bridge", description="bridges split the load in $share/<this>/..."
     )
