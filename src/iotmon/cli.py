@@ -37,6 +37,8 @@ users_app = typer.Typer(no_args_is_help=True, help="Users of the API and dashboa
 app.add_typer(users_app, name="users")
 profiles_app = typer.Typer(no_args_is_help=True, help="Device profiles (MQTT devices).")
 app.add_typer(profiles_app, name="profiles")
+devices_app = typer.Typer(no_args_is_help=True, help="Devices: MQTT credentials.")
+app.add_typer(devices_app, name="devices")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -600,6 +602,73 @@ def _profiles(work: Any) -> Any:
         raise _fail(str(exc)) from exc
 
 
+def _mqtt_credentials(work: Any) -> Any:
+    """Run ``work(conn, settings)`` on the database, turning a provisioning error (broker away,
+    admin URL unset, unknown device) into a clear message and exit status 1."""
+    from iotmon.mqtt.credentials import CredentialsError
+
+    settings = _settings()
+    try:
+        return asyncio.run(_with_database(settings, lambda conn: work(conn, settings)))
+    except CredentialsError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@devices_app.command("provision")
+def devices_provision(
+    device: Annotated[str, typer.Argument(help="a registered device's id")],
+    by: Annotated[str, typer.Option(help="who")] = os.environ.get("USER", "cli"),
+) -> None:
+    """New MQTT credentials for a device, printed once (only a hash is kept). The device may
+    publish only under its own topics; the previous credentials stop working at once."""
+    from iotmon.config import secret
+    from iotmon.mqtt import provisioning
+    from iotmon.readings.models import DEVICE_ID
+
+    if not DEVICE_ID.match(device):
+        raise _fail(f"invalid device id {device!r}: letters, digits, . _ : - (up to 50)")
+
+    async def work(conn: Any, settings: Settings) -> tuple[dict[str, Any], str]:
+        issued = await provisioning.provision(
+            conn,
+            admin_url=secret(settings.mqtt_admin_url),
+            device_id=device,
+            root=settings.mqtt_topic_root,
+            by=by,
+        )
+        url = secret(settings.mqtt_admin_url) or ""
+        return issued, provisioning.mosquitto_pub_line(issued, url, settings.mqtt_topic_root)
+
+    issued, example = _mqtt_credentials(work)
+    print(f"username: {issued['username']}")
+    print(f"password: {issued['password']}")
+    print(f"topics:   {', '.join(issued['topics'])}")
+    print(f"try:      {example}")
+    console.print("the password is shown this once: only its hash is kept")
+
+
+@devices_app.command("revoke")
+def devices_revoke(
+    device: Annotated[str, typer.Argument(help="a device's id")],
+    by: Annotated[str, typer.Option(help="who")] = os.environ.get("USER", "cli"),
+) -> None:
+    """Revoke a device's MQTT credentials: a connected device is disconnected at once."""
+    from iotmon.config import secret
+    from iotmon.mqtt import provisioning
+    from iotmon.readings.models import DEVICE_ID
+
+    if not DEVICE_ID.match(device):
+        raise _fail(f"invalid device id {device!r}: letters, digits, . _ : - (up to 50)")
+
+    async def work(conn: Any, settings: Settings) -> dict[str, Any]:
+        return await provisioning.revoke(
+            conn, admin_url=secret(settings.mqtt_admin_url), device_id=device, by=by
+        )
+
+    _mqtt_credentials(work)
+    console.print(f"MQTT credentials of {device} revoked")
+
+
 @profiles_app.command("list")
 def profiles_list() -> None:
     """Profiles: channels, sensor types, devices using each."""
@@ -729,8 +798,9 @@ def profiles_sensor_types() -> None:
     for t, (lo, hi) in sorted(ranges.items()):
         origin = "built in" if t in BUILTIN_RANGES else "declared"
         users = sorted(set(declared.get(t, [])))
+        bounds = f"[{lo:g}, {hi:g}]"
         console.print(
-            f"{t:<16} [{lo:g}, {hi:g}]  {origin:<8}  {', '.join(users) or '-'}", highlight=False
+            f"{t:<16} {bounds:<18} {origin:<8}  {', '.join(users) or '-'}", highlight=False
         )
     for why in skipped:
         console.print(f"[yellow]left out:[/] {why}", highlight=False)

@@ -748,6 +748,7 @@ class Api:
 
         from iotmon.alerts import routes as alert_routes
         from iotmon.devices import routes as device_routes
+        from iotmon.mqtt import routes as mqtt_routes
         from iotmon.profiles import routes as profile_routes
         from iotmon.readings import routes as reading_routes
         from iotmon.web import analytics, metrics
@@ -761,6 +762,7 @@ class Api:
             analytics.router(self),
             profile_routes.router(self),
             profile_routes.device_router(self),
+            mqtt_routes.router(self),
         ]
 
     def dependency(self, role: str) -> Any:
