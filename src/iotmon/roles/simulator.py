@@ -1,4 +1,10 @@
-"""Simulator role: the simulated fleet produces to ``sensors-data`` (key = deviceId).
+"""Simulator role: the simulated fleet produces to ``sensors-data`` (key = deviceId), or, with
+``IOTMON_SIMULATOR_TRANSPORT=mqtt`` (``iotmon run simulator --transport mqtt``), its devices
+publish through the MQTT broker like real ones (simulator/mqtt.py: seed 002's F2 controllers
+and the specification's devices); ``both`` runs the Kafka fleet and the MQTT devices
+(``mqtt-001``... beside ``device-001``...), which ``iotmon up`` does whenever it has a broker.
+The MQTT devices are registered in PostgreSQL with their profiles when the role starts, and
+given broker credentials when ``IOTMON_MQTT_ADMIN_URL`` is configured.
 
 Its control endpoint (``POST /simulator/scenarios``, ``DELETE /simulator/scenarios/{id}``)
 can silence the fleet or raise alerts at will: it needs an operator's bearer token (checked
@@ -10,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -17,9 +25,11 @@ from pydantic import BaseModel, Field
 
 from iotmon import logging as log
 from iotmon.config import secret
-from iotmon.roles.runtime import Services
+from iotmon.devices.models import SEEDED, DeviceSpec
+from iotmon.roles.runtime import ConfigurationError, Services
+from iotmon.simulator import mqtt as sim_mqtt
 from iotmon.simulator.devices import Simulator
-from iotmon.simulator.scenarios import Scenario, ScenarioError
+from iotmon.simulator.scenarios import ActiveScenario, Scenario, ScenarioError
 
 logger = log.get(__name__)
 
@@ -36,17 +46,24 @@ class SimulatorRole:
     def __init__(self, services: Services, scenarios: tuple[Scenario, ...] = ()) -> None:
         s = services.settings
         self.services = services
+        self.transport = s.simulator_transport
         self.topic = s.topic("sensors-data")
         self.producer = services.bus.producer(name="iotmon-simulator")
+        # The fleet of the specification's devices: to Kafka, or over MQTT in mqtt mode.
         self.sim = Simulator.with_fleet(
             s.simulator_devices,
-            send=self._send,
+            send=self._send if self.transport != "mqtt" else self._publish_spec,
             rate=s.simulator_rate,
             anomaly_rate=s.simulator_anomaly_rate,
             seed=s.simulator_seed,
         )
+        self.link: sim_mqtt.MqttLink | None = None
+        self.mqtt_sim: Simulator | None = None  # in both mode: mqtt-001... over MQTT
+        self.f2: sim_mqtt.F2Fleet | None = None
+        if self.transport != "kafka":
+            self._mqtt_fleet(s)
         for sc in scenarios:
-            self.sim.start_scenario(sc)
+            self.start_scenario(sc)
         self.tokens = _tokens(services)
         self.anonymous = s.simulator_control and s.embedded
 
@@ -76,13 +93,89 @@ class SimulatorRole:
     def _send(self, key: bytes, value: bytes) -> None:
         self.producer.produce(self.topic, value, key=key)
 
+    # --- MQTT ------------------------------------------------------------------------------
+    def _mqtt_fleet(self, s: Any) -> None:
+        url = secret(s.mqtt_url)
+        if url is None:
+            raise ConfigurationError(
+                f"simulator transport {self.transport!r} needs IOTMON_MQTT_URL (the broker)"
+            )
+        if (self.services.database_url or secret(s.database_url)) is None:
+            raise ConfigurationError(
+                f"simulator transport {self.transport!r} needs IOTMON_DATABASE_URL: its MQTT"
+                " devices are registered there with their profiles, or the decoder drops them"
+            )
+        self.link = sim_mqtt.MqttLink(url, root=s.mqtt_topic_root)
+        if self.transport == "both":
+            specs = [
+                replace(d, device_id=f"{sim_mqtt.MQTT_SPEC_PREFIX}{d.device_id[-3:]}")
+                for d in SEEDED
+            ]
+            self.mqtt_sim = Simulator(
+                specs,
+                send=self._publish_spec,
+                rate=s.simulator_rate,
+                anomaly_rate=s.simulator_anomaly_rate,
+                seed=None if s.simulator_seed is None else s.simulator_seed + 1,
+            )
+        if s.simulator_f2_controllers:
+            self.f2 = sim_mqtt.F2Fleet(
+                sim_mqtt.f2_ids(s.simulator_f2_controllers),
+                publish=self.link.publish,
+                rate=s.simulator_rate,
+                anomaly_rate=s.simulator_anomaly_rate,
+                seed=None if s.simulator_seed is None else s.simulator_seed + 2,
+            )
+
+    def _publish_spec(self, key: bytes, value: bytes) -> None:
+        assert self.link is not None
+        self.link.publish(*sim_mqtt.spec_message(key, value))
+
+    def mqtt_specs(self) -> list[DeviceSpec]:
+        """The specification's devices that publish over MQTT."""
+        if self.mqtt_sim is not None:
+            return list(self.mqtt_sim.devices.values())
+        return list(self.sim.devices.values()) if self.transport == "mqtt" else []
+
+    def _open_mqtt(self) -> None:
+        """Register the MQTT devices (with their profiles), give them credentials where the
+        broker wants some, connect each. Blocking: run in a thread."""
+        import psycopg
+
+        assert self.link is not None
+        s = self.services.settings
+        url = self.services.database_url or secret(s.database_url)
+        assert url is not None
+        f2 = {c.device_id: c.location for c in (self.f2.controllers.values() if self.f2 else [])}
+        specs = self.mqtt_specs()
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            reg = sim_mqtt.register(conn, f2=f2, spec=specs)
+        devices = [*reg.controllers, *reg.spec]
+        self.link.credentials = _credentials(s, devices)
+        self.link.open(devices)
+        logger.info(
+            "simulated MQTT devices",
+            controllers=reg.controllers,
+            channels=len(reg.channels),
+            spec=reg.spec,
+            broker=f"{self.link.host}:{self.link.port}",
+            credentials=bool(self.link.credentials),
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
         logger.info(
-            "simulating", devices=len(self.sim.devices), rate=self.sim.rate, topic=self.topic
+            "simulating",
+            devices=len(self.sim.devices),
+            rate=self.sim.rate,
+            transport=self.transport,
+            topic=self.topic if self.transport != "mqtt" else None,
         )
+        if self.link is not None:
+            await asyncio.to_thread(self._open_mqtt)
+        fleets: list[Any] = [f for f in (self.sim, self.mqtt_sim, self.f2) if f is not None]
         try:
             while not stop.is_set():
-                wait = self.sim.tick()
+                wait = min(f.tick() for f in fleets)
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), min(wait, 0.5))
@@ -90,15 +183,48 @@ class SimulatorRole:
                     await asyncio.sleep(0)
         finally:
             await asyncio.to_thread(self.producer.flush, 10)
+            if self.link is not None:
+                await asyncio.to_thread(self.link.close)
+
+    def start_scenario(self, scenario: Scenario) -> ActiveScenario:
+        """On whichever simulated device has the id (Kafka, MQTT, an F2 controller or one of
+        its channels)."""
+        for sim in (self.sim, self.mqtt_sim):
+            if sim is not None and scenario.device_id in sim.devices:
+                return sim.start_scenario(scenario)
+        if self.f2 is not None and self.f2.owns(scenario.device_id):
+            return self.f2.start_scenario(scenario)
+        raise ScenarioError(f"no simulated device {scenario.device_id!r}")
+
+    def stop_scenario(self, device_id: str) -> bool:
+        return any(
+            f.stop_scenario(device_id) for f in (self.sim, self.mqtt_sim, self.f2) if f is not None
+        )
 
     def status(self) -> dict[str, Any]:
         st = self.sim.stats
-        return {
+        active = {d: a.scenario.kind for d, a in self.sim.scenarios.items()}
+        out: dict[str, Any] = {
             "devices": len(self.sim.devices),
             "sent": st.sent,
             "anomalies": st.anomalies,
-            "activeScenarios": {d: a.scenario.kind for d, a in self.sim.scenarios.items()},
+            "activeScenarios": active,
         }
+        if self.link is not None:
+            mqtt_sim, f2 = self.mqtt_sim, self.f2
+            if mqtt_sim is not None:
+                active |= {d: a.scenario.kind for d, a in mqtt_sim.scenarios.items()}
+            if f2 is not None:
+                active |= {d: a.scenario.kind for d, a in f2.scenarios.items()}
+            out["transport"] = self.transport
+            out["mqtt"] = {
+                "devices": len(self.link.clients),
+                "connected": self.link.stats.connected,
+                "published": self.link.stats.published,
+                "dropped": self.link.stats.dropped,
+                "f2Controllers": len(f2.controllers) if f2 else 0,
+            }
+        return out
 
     def routers(self) -> list[APIRouter]:
         router = APIRouter(
@@ -108,16 +234,14 @@ class SimulatorRole:
         @router.post("/scenarios", status_code=201)
         async def start(req: ScenarioRequest) -> dict[str, Any]:
             try:
-                active = self.sim.start_scenario(
-                    Scenario.make(req.deviceId, req.kind, req.durationS)
-                )
+                active = self.start_scenario(Scenario.make(req.deviceId, req.kind, req.durationS))
             except ScenarioError as exc:
                 raise HTTPException(422, str(exc)) from exc
             return {"deviceId": req.deviceId, "kind": active.scenario.kind, "endsAt": active.ends()}
 
         @router.delete("/scenarios/{device_id}", status_code=204)
         async def stop_one(device_id: str) -> None:
-            if not self.sim.stop_scenario(device_id):
+            if not self.stop_scenario(device_id):
                 raise HTTPException(404, f"no active scenario on {device_id}")
 
         return [router]
@@ -125,6 +249,22 @@ class SimulatorRole:
 
 def build(services: Services) -> SimulatorRole:
     return SimulatorRole(services)
+
+
+def _credentials(settings: Any, devices: list[str]) -> dict[str, tuple[str, str]]:
+    """Broker credentials for the simulated devices, issued through the broker's dynamic
+    security when an admin URL is configured (Mosquitto refusing anonymous clients); none
+    otherwise (the embedded broker, a broker that admits anyone)."""
+    admin = secret(getattr(settings, "mqtt_admin_url", None)) or os.environ.get(
+        "IOTMON_MQTT_ADMIN_URL"
+    )
+    if not admin or not devices:
+        return {}
+    from iotmon.mqtt.credentials import DynsecAdmin
+
+    with DynsecAdmin(admin, timeout_s=30) as dynsec:
+        issued = dynsec.issue_many(devices, settings.mqtt_topic_root)
+    return {d: (i.username, i.password) for d, i in zip(devices, issued, strict=True)}
 
 
 def _tokens(services: Services) -> Any:

@@ -33,6 +33,8 @@ SHAPES: dict[str, SignalShape] = {
     "vibration": SignalShape(0.10, 0.10, 1 / 600, 0.05, 0.4, 2, 14.0),
     "production": SignalShape(0.25, 0.05, 1 / 3600, 0.03, 0.55, 0, 10.0),
     "quality": SignalShape(0.05, 0.05, 1 / 3600, 0.02, 0.7, 2, 12.0),
+    # An F2 controller's RS-485 sensor (simulator/mqtt.py): relative humidity, highest at dawn.
+    "humidity": SignalShape(0.10, 0.06, 1 / 1800, 0.02, 0.5, 1, 5.0),
 }
 
 
@@ -85,9 +87,9 @@ class Signal:
         else:
             base = spec.alert_min if spec.alert_min is not None else spec.normal_min
             v = base - rng.uniform(0.02, 0.3) * self.span
-        if spec.sensor_type in ("quality", "production", "vibration"):
+        if spec.sensor_type in ("quality", "production", "vibration", "humidity"):
             v = max(v, 0.0)
-        if spec.sensor_type == "quality":
+        if spec.sensor_type in ("quality", "humidity"):
             v = min(v, 100.0)
         return v
 
