@@ -116,7 +116,12 @@ def _install_stop(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
 
 
 async def _run_roles(
-    settings: Settings, names: list[str], *, live: bool, scenarios: tuple[Any, ...] = ()
+    settings: Settings,
+    names: list[str],
+    *,
+    live: bool,
+    scenarios: tuple[Any, ...] = (),
+    embedded: dict[str, str] | None = None,
 ) -> None:
     from iotmon.roles import ROLES, Role
     from iotmon.roles.http import bind, make_app, serve
@@ -133,6 +138,7 @@ async def _run_roles(
     async with AsyncExitStack() as stack:
         stack.callback(sock.close)
         services = await open_services(settings, needs, stack)
+        services.embedded.update(embedded or {})  # started before (the MQTT broker)
         roles: list[Role] = []
         for d in defs:
             if d.name == "simulator" and scenarios:
@@ -190,6 +196,25 @@ def _banner(settings: Settings, services: Any, names: list[str], port: int) -> N
             '{"deviceId":"device-001","kind":"high","durationS":60}'
         )
     console.print(f"  bus         {settings.kafka_bootstrap or 'in-process (embedded)'}")
+    if "mqtt" in services.embedded:
+        host, _, mport = services.embedded["mqtt"].rpartition(":")
+        host = host.removeprefix("mqtt://")
+        console.print(
+            f"  mqtt        embedded broker {host}:{mport} (MQTT 3.1.1, anonymous, loopback only)"
+        )
+        console.print(
+            f"  publish     mosquitto_pub -h {host} -p {mport} -q 1"
+            " -t cmnd/f2-e4fd45f654be/access-control-mode/J1/door-sensors"
+            """ -m '{"door-sensor-1": true, "door-sensor-2": false}'""",
+            highlight=False,
+        )
+        console.print(
+            f"              mosquitto_pub -h {host} -p {mport} -q 1"
+            """ -t devices/device-001/telemetry -m '{"value": 42.5}'""",
+            highlight=False,
+        )
+    elif "mqtt-bridge" in names:
+        console.print("  mqtt        external broker (IOTMON_MQTT_URL)")
     if "postgres" in services.embedded:
         console.print(f"  postgres    embedded, data in {services.embedded['postgres']}")
         console.print(f"              psql '{services.database_url}'")
@@ -235,11 +260,46 @@ def up(
     port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
 ) -> None:
     """Run every role in one process (embedded services unless configured)."""
+    settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
+    _serve(_up(settings))
+
+
+async def _up(settings: Settings) -> None:
+    """``iotmon up``: without IOTMON_MQTT_URL, an MQTT broker in the process (127.0.0.1,
+    IOTMON_MQTT_EMBEDDED_PORT; a port already taken is said and MQTT left out); with a broker,
+    the MQTT roles run, and the simulator adds its MQTT devices to the Kafka fleet."""
+    from pydantic import SecretStr
+
     from iotmon.roles import ROLES
 
-    settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
+    broker: Any = None
+    if settings.mqtt_url is None and settings.mqtt_embedded_port:
+        from iotmon.mqtt.embedded import EmbeddedBroker, PortInUse
+
+        broker = EmbeddedBroker(settings.mqtt_embedded_port)
+        try:
+            await broker.start()
+        except PortInUse as exc:
+            console.print(
+                f"[bold yellow]warning:[/] no embedded MQTT broker: {exc.strerror}. Running"
+                " without MQTT devices; set IOTMON_MQTT_EMBEDDED_PORT to a free port (0: no"
+                " broker), or IOTMON_MQTT_URL to a running broker."
+            )
+            broker = None
+        else:
+            settings = settings.model_copy(
+                update={"mqtt_url": SecretStr(broker.url), "mqtt_protocol": "3.1.1"}
+            )
+    if settings.mqtt_url is not None and "simulator_transport" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"simulator_transport": "both"})
     names = [n for n, d in ROLES.items() if d.enabled(settings)]  # MQTT roles need a broker
-    _serve(_run_roles(settings, names, live=True))
+    try:
+        await _run_roles(
+            settings, names, live=True, embedded={"mqtt": broker.url} if broker else None
+        )
+    finally:
+        if broker is not None:
+            await broker.stop()
 
 
 @app.command()
@@ -254,6 +314,13 @@ def run(
         ),
     ] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port for /health and /metrics")] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            help="simulator: kafka (to sensors-data), mqtt (devices publish through the broker"
+            " like real ones), both"
+        ),
+    ] = None,
 ) -> None:
     """Run one role alone (needs IOTMON_KAFKA_BOOTSTRAP: roles talk through Kafka)."""
     from iotmon.roles import ROLES
@@ -261,7 +328,14 @@ def run(
 
     if role not in ROLES:
         raise _fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    settings = _settings(simulator_devices=devices, simulator_rate=rate, http_port=port)
+    if transport not in (None, "kafka", "mqtt", "both"):
+        raise _fail(f"unknown transport {transport!r}: kafka, mqtt or both")
+    settings = _settings(
+        simulator_devices=devices,
+        simulator_rate=rate,
+        http_port=port,
+        simulator_transport=transport,
+    )
     # A role alone on embedded services would talk to nobody: it needs the shared ones.
     shared = {
         "bus": ("IOTMON_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
@@ -271,6 +345,10 @@ def run(
     missing = [shared[n][0] for n in sorted(ROLES[role].needs) if shared[n][1] is None]
     if not ROLES[role].enabled(settings):
         missing.append(f"IOTMON_{str(ROLES[role].requires).upper()}")
+    if role == "simulator" and settings.simulator_transport != "kafka":
+        # its devices publish to the broker and are registered with their profiles
+        missing += [k for k, v in (("IOTMON_MQTT_URL", settings.mqtt_url),) if v is None]
+        missing += [shared["database"][0]] if settings.database_url is None else []
     if missing:
         raise _fail(
             f"`iotmon run {role}` needs {', '.join(missing)} (a role alone on embedded "
