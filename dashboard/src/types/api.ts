@@ -8,7 +8,8 @@ export type AlertType =
   | "threshold_below"
   | "device_offline"
   | "data_anomaly"
-  | "trend_warning";
+  | "trend_warning"
+  | "state_duration";
 export type ReadingStatus = "normal" | "warning" | "critical";
 export type Connectivity = "online" | "offline" | "unknown";
 

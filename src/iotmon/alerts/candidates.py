@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from iotmon.alerts.models import AlertType
+from iotmon.alerts.models import CandidateType
 from iotmon.bus.pipeline import Reasons, Rejection
 from iotmon.readings.models import ABS_MAX_VALUE, DEVICE_ID, MAX_PAYLOAD_BYTES, unstorable
 
@@ -31,7 +31,7 @@ class Reason:
 
 class AlertCandidate(msgspec.Struct, forbid_unknown_fields=False):
     deviceId: Annotated[str, msgspec.Meta(pattern=DEVICE_ID.pattern)]
-    type: AlertType
+    type: CandidateType
     state: Literal["active", "clear"] = "active"
     timestamp: Annotated[str, msgspec.Meta(max_length=40)] | None = None
     value: Finite | None = None

@@ -1,7 +1,17 @@
 """The alert engine: candidates from processing become alerts (duration condition,
-deduplication, silences), devices that go quiet become ``device_offline`` alerts, unacknowledged
-alerts escalate, and every change is stored, mirrored in ``alerts:active``, announced as a
-Socket.IO event and notified. Time comes from an injectable clock."""
+deduplication, silences), devices that go quiet become ``device_offline`` alerts, channels that
+stay at one state too long become ``state_duration`` alerts, unacknowledged alerts escalate, and
+every change is stored, mirrored in ``alerts:active``, announced as a Socket.IO event and
+notified. Time comes from an injectable clock.
+
+State alerts (a profile channel's ``stateAlert``: value == state for at least forSeconds) are
+watched here, not in processing, because they must fire with time alone: a door that opens and
+then stays silent alerts forSeconds later. Each device's current run of equal values (its value
+and when that run began) is read from ``sensor_readings``: once in full (at start, or when a
+device gets a rule), then only the readings newer than the last one read, when
+``devices:last_seen`` says there are some. Nothing lives only in memory: after a restart the
+runs are read again from PostgreSQL, the open alerts (with the run each was raised for, in its
+metadata) from ``alerts``, so an alert is neither lost nor raised twice for one run."""
 
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ from redis.exceptions import RedisError
 
 from iotmon import logging as log
 from iotmon.alerts import lifecycle, rules
-from iotmon.alerts.models import SEVERITIES, TYPES, Alert
+from iotmon.alerts.models import CANDIDATE_TYPES, SEVERITIES, Alert
 from iotmon.alerts.notify import Notifier
 from iotmon.cache import keys
 from iotmon.devices.models import offline_timeout
@@ -34,6 +44,41 @@ MIRROR_MARK_KEY = "alerts:active:synced"  # gone with Redis's data: the mirror n
 LAST_SEEN_KEY = keys.LAST_SEEN
 SPANS_REFRESH_S = 10.0
 SILENCES_REFRESH_S = 1.0
+STATE_LOOKBACK_S = 2 * 86400.0  # a run is looked for this far back (forSeconds <= 1 day)
+STATE_REREAD_S = 0.5  # a device's new readings are read at most this often
+STATE_CHUNK = 500  # devices per query
+MISSING = object()
+
+# The run of equal values each device is in now: its latest reading, and the first reading
+# after the latest one with another value (within the look-back).
+_STREAKS_SQL = """
+SELECT d.device_id, last.value,
+       (SELECT min(r."timestamp") FROM sensor_readings r
+         WHERE r.device_id = d.device_id AND r."timestamp" >= %(since)s
+           AND r."timestamp" > coalesce(
+               (SELECT max(x."timestamp") FROM sensor_readings x
+                 WHERE x.device_id = d.device_id AND x."timestamp" >= %(since)s
+                   AND x.value <> last.value),
+               '-infinity')),
+       last.ts
+FROM unnest(%(ids)s::text[]) AS d(device_id)
+CROSS JOIN LATERAL (
+    SELECT r."timestamp" AS ts, r.value FROM sensor_readings r
+    WHERE r.device_id = d.device_id AND r."timestamp" >= %(since)s
+    ORDER BY r."timestamp" DESC LIMIT 1
+) AS last
+"""
+# The readings after the last one read, per device, oldest first.
+_NEWER_SQL = """
+SELECT d.device_id, r."timestamp", r.value
+FROM unnest(%(ids)s::text[], %(after)s::timestamptz[]) AS d(device_id, after)
+CROSS JOIN LATERAL (
+    SELECT r."timestamp", r.value FROM sensor_readings r
+    WHERE r.device_id = d.device_id AND r."timestamp" > d.after
+    ORDER BY r."timestamp" LIMIT 1000
+) AS r
+ORDER BY d.device_id, r."timestamp"
+"""
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, payload, room)
 
@@ -91,6 +136,17 @@ class AlertEngine:
         self._silences: list[tuple[str | None, str | None, datetime, datetime]] = []
         self._silences_at = -1e18
         self._lock = asyncio.Lock()
+        # State alerts: the rules (by reading device id), each device's run of equal values
+        # (None: no reading in the look-back), the open alerts with the run each was raised
+        # for (None: not recorded), and the run last raised (or found raised) per device.
+        self.state_rules: dict[str, rules.StateRule] = {}
+        self.streaks: dict[str, rules.Streak | None] = {}
+        self._state_open: dict[str, datetime | None] = {}
+        self._state_done: dict[str, datetime] = {}
+        self._state_read_at: dict[str, float] = {}  # engine clock of the last read
+        self._rules_at = -1e18
+        self._bad_profiles: set[str] = set()
+        self._state_redis_logged = -1e18
         self.stats = {
             "candidates": 0,
             "invalid": 0,
@@ -108,6 +164,16 @@ class AlertEngine:
         self.watching_since = self.clock()
         open_now = await lifecycle.open_alerts(self.conn)
         self.offline = {a.device_id for a in open_now if a.alert_type == "device_offline"}
+        cur = await self.conn.execute(
+            "SELECT device_id, metadata->>'stateSince' FROM alerts"
+            " WHERE alert_type = %s AND status <> 'resolved'",
+            (rules.STATE,),
+        )
+        self._state_open = {d: _parse_dt(since) for d, since in await cur.fetchall()}
+        self.streaks.clear()
+        self._state_done.clear()
+        self._state_read_at.clear()
+        self._rules_at = -1e18
         try:
             await self._mirror(open_now)
         except RedisError as exc:  # Redis away: start anyway, housekeeping resyncs it
@@ -226,6 +292,8 @@ class AlertEngine:
         severity: str | None = None,
         repeats: int = 1,
         last: tuple[float | None, datetime] | None = None,
+        message: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[Alert, bool]:
         at = at or self.now()
         silenced = await self._silenced(device_id, alert_type)
@@ -233,7 +301,8 @@ class AlertEngine:
             self.conn,
             device_id=device_id,
             alert_type=alert_type,
-            message=rules.message(
+            message=message
+            or rules.message(
                 alert_type, device_id, value, threshold, unit, self.timeout(device_id)
             ),
             severity=severity
@@ -245,6 +314,7 @@ class AlertEngine:
             repeats=repeats,
             last_value=last[0] if last else None,
             last_at=last[1] if last else None,
+            metadata=metadata,
         )
         created = done == "created"
         if created:
@@ -378,6 +448,142 @@ class AlertEngine:
                 )
                 await self.emit("device-status", _status(device_id, "online", last), "system")
 
+    # --- state alerts ---
+    async def _refresh_state_rules(self) -> None:
+        """The profiles' state rules, re-read every 10 s (a profile edited, a device given a
+        profile take effect without a restart)."""
+        if self.clock() - self._rules_at <= SPANS_REFRESH_S:
+            return
+        cur = await self.conn.execute("SELECT name, channels FROM device_profiles")
+        profiles = {name: channels for name, channels in await cur.fetchall()}
+        cur = await self.conn.execute(
+            "SELECT device_id, profile FROM devices WHERE profile IS NOT NULL"
+        )
+        found, bad = rules.state_rules(profiles, await cur.fetchall())
+        for name, why in bad.items():
+            if name not in self._bad_profiles:
+                self._bad_profiles.add(name)
+                logger.error(
+                    "stored profile is invalid: no state alerts from it", profile=name, error=why
+                )
+        self.state_rules = found
+        for gone in self.streaks.keys() - found.keys():
+            del self.streaks[gone]
+            self._state_read_at.pop(gone, None)
+            self._state_done.pop(gone, None)
+        self._rules_at = self.clock()
+
+    async def _read_streaks(self) -> None:
+        """Bring each ruled device's run up to date: read in full the devices never read, and
+        the readings newer than the last one read for those ``devices:last_seen`` says have
+        some. With Redis away, nothing new is read (the runs known go on being timed)."""
+        ids = list(self.state_rules)
+        unknown = [d for d in ids if d not in self.streaks]
+        newer: list[str] = []
+        known = [d for d in ids if d in self.streaks]
+        if known:
+            try:
+                scores = await self.redis.zmscore(LAST_SEEN_KEY, known)
+            except RedisError as exc:
+                scores = [None] * len(known)
+                mono = time.monotonic()
+                if mono - self._state_redis_logged >= 10:
+                    self._state_redis_logged = mono
+                    logger.warning(
+                        "state alerts: no new readings seen (Redis)", error=str(exc)[:200]
+                    )
+            now = self.clock()
+            for device_id, score in zip(known, scores, strict=True):
+                streak = self.streaks[device_id]
+                last = streak.last.timestamp() if streak is not None else -math.inf
+                if (
+                    score is not None
+                    and score > last + 1e-3
+                    and abs(now - self._state_read_at.get(device_id, -math.inf)) >= STATE_REREAD_S
+                ):
+                    newer.append(device_id)
+        lookback = datetime.fromtimestamp(self.clock() - STATE_LOOKBACK_S, UTC)
+        for i in range(0, len(unknown), STATE_CHUNK):
+            part = unknown[i : i + STATE_CHUNK]
+            cur = await self.conn.execute(_STREAKS_SQL, {"ids": part, "since": lookback})
+            found = {d: rules.Streak(v, since, last) for d, v, since, last in await cur.fetchall()}
+            for device_id in part:
+                self.streaks[device_id] = found.get(device_id)
+        now = self.clock()
+        for i in range(0, len(newer), STATE_CHUNK):
+            part = newer[i : i + STATE_CHUNK]
+            after = []
+            for device_id in part:
+                streak = self.streaks[device_id]
+                after.append(streak.last if streak is not None else lookback)
+                self._state_read_at[device_id] = now
+            cur = await self.conn.execute(_NEWER_SQL, {"ids": part, "after": after})
+            for device_id, at, value in await cur.fetchall():
+                streak = self.streaks.get(device_id)
+                self.streaks[device_id] = (
+                    rules.Streak(value, at, at) if streak is None else streak.extend(at, value)
+                )
+
+    @_serialized
+    async def check_states(self) -> None:
+        """Open a ``state_duration`` alert for each device in its rule's state for the rule's
+        time (at most once per run of the state, an operator's resolution included); resolve
+        it when the value changes (or the state came back after a change between two looks,
+        or the rule is gone)."""
+        await self._refresh_state_rules()
+        if not self.state_rules and not self._state_open:
+            return
+        await self._read_streaks()
+        now = self.clock()
+        for device_id in sorted(self.state_rules.keys() | self._state_open.keys()):
+            rule = self.state_rules.get(device_id)
+            streak = self.streaks.get(device_id)
+            verdict = rules.state_verdict(rule, streak, now)
+            raised_for = self._state_open.get(device_id, MISSING)
+            if raised_for is not MISSING:
+                if verdict == "no_rule":
+                    note = "state rule removed"
+                elif verdict == "out" and streak is not None:
+                    note = f"state is now {streak.value:g}"
+                elif streak is not None and raised_for is not None and raised_for != streak.since:
+                    note = "the state changed and came back: a new run"
+                else:
+                    continue
+                del self._state_open[device_id]
+                await self._resolve_open(device_id, rules.STATE, note=note)
+            if verdict != "due":
+                continue
+            if rule is None or streak is None:  # "due" has both
+                continue
+            if self._state_done.get(device_id) == streak.since:
+                continue
+            self._state_done[device_id] = streak.since
+            if await self._run_alerted(device_id, streak.since):
+                continue  # raised before a restart, and resolved by an operator since
+            await self._open(
+                device_id,
+                rules.STATE,
+                value=streak.value,
+                threshold=None,
+                at=streak.since + timedelta(seconds=rule.for_s),
+                severity=rule.severity,
+                message=rule.message(),
+                metadata={
+                    "stateSince": iso_utc(streak.since, "microseconds"),
+                    "state": rule.state,
+                    "forSeconds": rule.for_s,
+                },
+            )
+            self._state_open[device_id] = streak.since
+
+    async def _run_alerted(self, device_id: str, since: datetime) -> bool:
+        cur = await self.conn.execute(
+            "SELECT 1 FROM alerts WHERE device_id = %s AND alert_type = %s"
+            " AND metadata->>'stateSince' = %s LIMIT 1",
+            (device_id, rules.STATE, iso_utc(since, "microseconds")),
+        )
+        return await cur.fetchone() is not None
+
     @_serialized
     async def escalate_due(self) -> list[Alert]:
         before = self.now() - timedelta(seconds=self.config.escalate_after_s)
@@ -415,6 +621,8 @@ class AlertEngine:
     async def resolve(self, alert_id: int, actor: str, note: str | None = None) -> Alert:
         alert = await lifecycle.resolve(self.conn, alert_id, actor, note)
         self.breaches.clear(alert.device_id, alert.alert_type)
+        if alert.alert_type == rules.STATE:  # not raised again for the same run (_state_done)
+            self._state_open.pop(alert.device_id, None)
         await self._changed(alert, "alert-resolved")
         return alert
 
@@ -423,7 +631,7 @@ def _valid(candidate: Any) -> bool:
     return (
         isinstance(candidate, dict)
         and isinstance(candidate.get("deviceId"), str)
-        and candidate.get("type") in TYPES
+        and candidate.get("type") in CANDIDATE_TYPES
     )
 
 
@@ -432,6 +640,13 @@ def _parse_ts(value: Any) -> float | None:
         return None
     try:
         return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
     except ValueError:
         return None
 

@@ -9,6 +9,16 @@ from typing import Any, Literal
 from iotmon.timefmt import iso_utc
 
 AlertType = Literal[
+    "threshold_exceeded",
+    "threshold_below",
+    "device_offline",
+    "data_anomaly",
+    "trend_warning",
+    "state_duration",
+]
+# What a candidate on the alerts topic may be: state_duration is the engine's own (it reads the
+# state from the readings and watches the time), so a candidate of that type is refused.
+CandidateType = Literal[
     "threshold_exceeded", "threshold_below", "device_offline", "data_anomaly", "trend_warning"
 ]
 Severity = Literal["low", "medium", "high", "critical"]
@@ -20,7 +30,9 @@ TYPES: tuple[str, ...] = (
     "device_offline",
     "data_anomaly",
     "trend_warning",
+    "state_duration",  # a channel's value at one state too long (a profile's stateAlert)
 )
+CANDIDATE_TYPES: tuple[str, ...] = tuple(t for t in TYPES if t != "state_duration")
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")  # in rank order
 OPEN: tuple[str, ...] = ("triggered", "acknowledged", "escalated")
 

@@ -24,7 +24,12 @@ from iotmon.web.auth import Principal
 
 Severity = Literal["low", "medium", "high", "critical"]
 AlertType = Literal[
-    "threshold_exceeded", "threshold_below", "device_offline", "data_anomaly", "trend_warning"
+    "threshold_exceeded",
+    "threshold_below",
+    "device_offline",
+    "data_anomaly",
+    "trend_warning",
+    "state_duration",
 ]
 StatusFilter = Literal[
     "open", "active", "all", "triggered", "acknowledged", "escalated", "resolved"

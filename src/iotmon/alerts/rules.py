@@ -1,8 +1,18 @@
-"""Rules: when a candidate becomes an alert (duration condition), its severity, its message."""
+"""Rules: when a candidate becomes an alert (duration condition), its severity, its message;
+and the state rules (``state_duration``) that profiles' ``stateAlert`` channels declare."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from iotmon.profiles.models import ProfileBody, channel_device_id
+
+STATE = "state_duration"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,8 @@ def severity(
         return "high"
     if alert_type == "data_anomaly":
         return "medium" if zscore is not None and abs(zscore) >= 6 else "low"
+    if alert_type == STATE:
+        return "medium"  # the profile's stateAlert says; this is its default
     return "low"  # trend_warning: nothing is wrong yet
 
 
@@ -56,6 +68,9 @@ def message(
         return f"{device_id}: no data for more than {timeout_s:g} s"
     if alert_type == "data_anomaly":
         return f"{device_id}: {value}{u} is far outside its recent pattern"
+    if alert_type == STATE:
+        v, n = (f"{x:g}" if isinstance(x, float | int) else "?" for x in (value, threshold))
+        return f"{device_id}: at {v}{u} for more than {n} s"
     return f"{device_id}: trend would cross {threshold}{u} soon (now {value}{u})"
 
 
@@ -76,3 +91,84 @@ class BreachTracker:
 
     def clear(self, device_id: str, alert_type: str) -> None:
         self._since.pop((device_id, alert_type), None)
+
+
+# --- state rules ---
+
+
+@dataclass(frozen=True, slots=True)
+class StateRule:
+    """A profile channel's ``stateAlert``, for the device id its readings carry."""
+
+    device_id: str
+    state: float
+    for_s: float
+    severity: str
+    label: str  # what the state means: "door open"
+
+    def message(self) -> str:
+        return f"{self.device_id}: {self.label} for more than {self.for_s:g} s"
+
+
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """A device's latest run of equal values: the value, its first and its latest reading."""
+
+    value: float
+    since: datetime
+    last: datetime
+
+    def extend(self, at: datetime, value: float) -> Streak:
+        """With a reading newer than ``last``: the same run, or a new one from ``at``."""
+        if value == self.value:
+            return Streak(self.value, self.since, max(self.last, at))
+        return Streak(value, at, at)
+
+
+StateVerdict = Literal["due", "waiting", "out", "unknown", "no_rule"]
+
+
+def state_verdict(rule: StateRule | None, streak: Streak | None, now: float) -> StateVerdict:
+    """Where a device stands against its state rule at ``now`` (unix seconds): ``due`` (in the
+    state for ``for_s`` or longer), ``waiting`` (in it, not yet long enough), ``out`` (at another
+    value), ``unknown`` (no reading in the look-back: an open alert stays open, none opens),
+    ``no_rule`` (the rule is gone: an open alert resolves)."""
+    if rule is None:
+        return "no_rule"
+    if streak is None:
+        return "unknown"
+    if streak.value != rule.state:
+        return "out"
+    return "due" if now - streak.since.timestamp() >= rule.for_s else "waiting"
+
+
+def state_rules(
+    profiles: Mapping[str, Any], devices: Iterable[tuple[str, str]]
+) -> tuple[dict[str, StateRule], dict[str, str]]:
+    """The state rules by reading device id (``<device>:<channel>`` for a multi-channel
+    profile), from the stored profiles (name -> channels JSON) and the devices that use one
+    ((device id, profile name)); and the profiles that do not validate (name -> why: they give
+    no rules, as the decoder skips them)."""
+    bodies: dict[str, ProfileBody | None] = {}
+    bad: dict[str, str] = {}
+    out: dict[str, StateRule] = {}
+    for device_id, name in devices:
+        if name not in bodies:
+            body = None
+            if name in profiles:
+                try:
+                    body = ProfileBody.model_validate({"channels": profiles[name]})
+                except ValidationError as exc:
+                    bad[name] = str(exc)[:300]
+            bodies[name] = body
+        body = bodies[name]
+        if body is None:
+            continue
+        for channel in body.channels:
+            a = channel.stateAlert
+            if a is None:
+                continue
+            rid = channel_device_id(device_id, body, channel)
+            label = a.message or f"{channel.sensorType} = {a.state:g} ({channel.unit})"
+            out[rid] = StateRule(rid, a.state, a.forSeconds, a.severity, label)
+    return out, bad

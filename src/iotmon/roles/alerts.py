@@ -1,6 +1,7 @@
 """Alerts role: candidates from ``alerts`` -> the alert engine; offline detection every
-200 ms; escalation and quiet-anomaly resolution every few seconds; events to Socket.IO rooms
-through python-socketio's Redis manager (write-only: the web role's server delivers them)."""
+200 ms; state alerts (profiles' ``stateAlert``) every 500 ms; escalation and quiet-anomaly
+resolution every few seconds; events to Socket.IO rooms through python-socketio's Redis manager
+(write-only: the web role's server delivers them)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def _refused(exc: BaseException) -> bool:
 
 
 OFFLINE_POLL_S = 0.2
+STATE_POLL_S = 0.5
 HOUSEKEEPING_S = 5.0
 
 
@@ -116,6 +118,7 @@ class AlertsRole:
         )
         tasks = [
             asyncio.create_task(self._offline(stop)),
+            asyncio.create_task(self._states(stop)),
             asyncio.create_task(self._housekeeping(stop)),
         ]
         try:
@@ -264,6 +267,24 @@ class AlertsRole:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), OFFLINE_POLL_S)
 
+    async def _states(self, stop: asyncio.Event) -> None:
+        """State alerts with time: a device silent in its alerting state still alerts."""
+        assert self.engine is not None
+        logged_at = -1e9
+        while not stop.is_set():
+            try:
+                await self.engine.check_states()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                logger.error("state alerts: database unavailable", error=str(exc)[:300])
+                await self._reconnect(self.engine)
+            except Exception as exc:  # said once every 10 s
+                now = time.monotonic()
+                if now - logged_at >= 10:
+                    logged_at = now
+                    logger.error("state alert check failed", error=str(exc)[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STATE_POLL_S)
+
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         assert self.engine is not None
         while not stop.is_set():
@@ -283,7 +304,12 @@ class AlertsRole:
         if self.engine is None:
             return {"started": False}
         dead = self.dead.sent if self.dead is not None else 0
-        return {**self.engine.stats, "deadLettered": dead, "offline": sorted(self.engine.offline)}
+        return {
+            **self.engine.stats,
+            "deadLettered": dead,
+            "offline": sorted(self.engine.offline),
+            "stateRules": len(self.engine.state_rules),
+        }
 
     def routers(self) -> list[APIRouter]:
         return []

@@ -62,6 +62,7 @@ export const ALERT_TYPES: readonly AlertType[] = [
   "device_offline",
   "data_anomaly",
   "trend_warning",
+  "state_duration",
 ];
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 

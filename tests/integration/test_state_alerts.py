@@ -1,0 +1,361 @@
+"""State alerts (``state_duration``, a profile channel's ``stateAlert``) on the real engine,
+PostgreSQL and Redis, with the real SMTP and webhook receivers of test_alerts. Readings are
+written where ingestion writes them (``sensor_readings``) and announced where processing does
+(``devices:last_seen``); time is the engine's injectable clock: no test waits for it."""
+
+# ruff: noqa: F811 (fixtures imported from other test modules, then used as parameters)
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg.types.json import Jsonb
+
+from iotmon.alerts import lifecycle
+from iotmon.alerts.engine import ACTIVE_KEY, LAST_SEEN_KEY, AlertEngine
+from iotmon.alerts.models import Alert
+from iotmon.alerts.notify import Notifier, NotifyConfig
+from iotmon.profiles.models import ProfileBody
+from tests.integration.test_alerts import (  # noqa: F401 (the fixtures)
+    Mailbox,
+    Webhooks,
+    engine_parts,
+    mailbox,
+    make_engine,
+    webhooks,
+)
+from tests.integration.test_api import Api, api, sql  # noqa: F401 (the fixture)
+
+F2 = "f2-smart-controller"
+DOOR_PROFILE: list[dict[str, Any]] = [
+    {
+        "name": "door",
+        "topic": "devices/{device}/door",
+        "path": "open",
+        "encoding": "json_boolean",
+        "sensorType": "door",
+        "unit": "open",
+        "stateAlert": {"state": 1, "forSeconds": 5, "severity": "critical"},
+    }
+]
+
+
+async def give_profile(conn: psycopg.AsyncConnection[Any], device: str, profile: str) -> None:
+    await conn.execute(
+        "INSERT INTO devices (device_id, device_type, profile) VALUES (%s, %s, %s)"
+        " ON CONFLICT (device_id) DO UPDATE SET profile = EXCLUDED.profile",
+        (device, profile, profile),
+    )
+
+
+async def reading(
+    conn: psycopg.AsyncConnection[Any], r: aioredis.Redis, device: str, t: float, value: float
+) -> None:
+    """A reading as ingestion stores it and processing announces it."""
+    await conn.execute(
+        'INSERT INTO sensor_readings (device_id, "timestamp", sensor_type, value, unit)'
+        " VALUES (%s, %s, 'door', %s, 'open')",
+        (device, datetime.fromtimestamp(t, UTC), value),
+    )
+    await r.zadd(LAST_SEEN_KEY, {device: t}, gt=True)
+
+
+async def opened(engine: AlertEngine, device: str) -> list[Alert]:
+    return [
+        a
+        for a in await lifecycle.open_alerts(engine.conn)
+        if a.device_id == device and a.alert_type == "state_duration"
+    ]
+
+
+async def all_alerts(conn: psycopg.AsyncConnection[Any], device: str) -> list[tuple[Any, ...]]:
+    cur = await conn.execute(
+        "SELECT id, status, metadata->>'stateSince' FROM alerts"
+        " WHERE device_id = %s AND alert_type = 'state_duration' ORDER BY id",
+        (device,),
+    )
+    return list(await cur.fetchall())
+
+
+async def test_the_seeded_f2_profile_has_door_and_siren_defaults(
+    engine_parts: dict[str, Any],
+) -> None:
+    conn = engine_parts["conn"]
+    cur = await conn.execute("SELECT channels FROM device_profiles WHERE name = %s", (F2,))
+    row = await cur.fetchone()
+    assert row is not None
+    body = ProfileBody.model_validate({"channels": row[0]})  # what the API accepts
+    alerts = {c.name: c.stateAlert for c in body.channels if c.stateAlert is not None}
+    assert set(alerts) == {"door-sensor-1", "door-sensor-2", "siren"}
+    door, siren = alerts["door-sensor-1"], alerts["siren"]
+    assert door is not None
+    assert (door.state, door.forSeconds, door.message) == (1, 30, "door open")
+    assert siren is not None
+    assert (siren.state, siren.severity, siren.message) == (1, "high", "siren on")
+
+
+async def test_a_door_open_then_silent_alerts_and_goes_through_the_lifecycle(
+    engine_parts: dict[str, Any], webhooks: Webhooks, mailbox: tuple[Mailbox, int]
+) -> None:
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    await give_profile(conn, "f2-t1", F2)
+    engine = make_engine(engine_parts)
+    await engine.start()
+    t0 = clock.t
+    await reading(conn, r, "f2-t1:door-sensor-1", t0, 1.0)  # opened, and nothing after it
+    await reading(conn, r, "f2-t1:door-sensor-2", t0, 0.0)  # closed: never alerts
+    await reading(conn, r, "f2-t1:siren", t0, 0.0)
+    clock.t = t0 + 29
+    await engine.check_states()
+    assert await lifecycle.open_alerts(conn) == []
+
+    clock.t = t0 + 31  # time alone: no reading came
+    await engine.check_states()
+    [alert] = await lifecycle.open_alerts(conn)
+    assert alert.device_id == "f2-t1:door-sensor-1"
+    assert alert.alert_type == "state_duration"
+    assert alert.severity == "medium"
+    assert alert.message == "f2-t1:door-sensor-1: door open for more than 30 s"
+    assert alert.triggered_at == datetime.fromtimestamp(t0 + 30, UTC)
+    assert alert.value == 1
+    assert alert.status == "triggered"
+    assert await r.hexists(ACTIVE_KEY, str(alert.id))
+    sent = [(e, p["type"]) for e, p, room in engine_parts["events"] if room == "alerts"]
+    assert sent == [("alert-triggered", "state_duration")]
+
+    for later in (40, 50, 200):  # still open: nothing repeats
+        clock.t = t0 + later
+        await engine.check_states()
+    assert (await lifecycle.get(conn, alert.id)).count == 1
+
+    clock.t = t0 + 30 + 301  # unacknowledged for 5 minutes
+    [escalated] = await engine.escalate_due()
+    assert escalated.id == alert.id
+    acked = await engine.acknowledge(alert.id, "operator", "on my way")
+    assert acked.status == "acknowledged"
+
+    await reading(conn, r, "f2-t1:door-sensor-1", t0 + 400, 0.0)  # closed
+    clock.t = t0 + 401
+    await engine.check_states()
+    done = await lifecycle.get(conn, alert.id)
+    assert done.status == "resolved"
+    assert done.resolved_by == "system"
+    assert not await r.hexists(ACTIVE_KEY, str(alert.id))
+    history = await lifecycle.transitions(conn, alert.id)
+    assert [(h["from"], h["to"]) for h in history] == [
+        (None, "triggered"),
+        ("triggered", "escalated"),
+        ("escalated", "acknowledged"),
+        ("acknowledged", "resolved"),
+    ]
+    assert history[-1]["note"] == "state is now 0"
+    # Notified on trigger, escalation and resolution, by webhook and by mail (the engine
+    # waits for each to be accepted).
+    assert len(mailbox[0].messages) == 3
+    assert webhooks.events() == ["alert-triggered", "alert-escalated", "alert-resolved"]
+    assert webhooks.received[0]["alert"]["type"] == "state_duration"
+    assert "door open" in mailbox[0].messages[0]
+
+
+async def test_the_siren_alerts_with_its_own_severity(engine_parts: dict[str, Any]) -> None:
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    await give_profile(conn, "f2-t2", F2)
+    engine = make_engine(engine_parts)
+    await engine.start()
+    t0 = clock.t
+    await reading(conn, r, "f2-t2:siren", t0, 1.0)
+    clock.t = t0 + 11
+    await engine.check_states()
+    [alert] = await opened(engine, "f2-t2:siren")
+    assert alert.severity == "high"
+    assert alert.message == "f2-t2:siren: siren on for more than 10 s"
+
+
+async def test_a_restart_reads_the_state_from_the_readings(engine_parts: dict[str, Any]) -> None:
+    """The run of a state is read from sensor_readings, not kept in memory: an engine started
+    after the door opened (with Redis emptied meanwhile) still alerts on time, and an engine
+    started while the alert is open neither loses it nor raises it again."""
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    device = "f2-t3:door-sensor-2"
+    await give_profile(conn, "f2-t3", F2)
+    t0 = clock.t
+    await reading(conn, r, device, t0 - 100, 0.0)
+    await reading(conn, r, device, t0, 1.0)
+    first = make_engine(engine_parts)
+    await first.start()
+    clock.t = t0 + 5
+    await first.check_states()
+    assert await opened(first, device) == []
+
+    await r.flushdb()  # Redis lost its data too
+    second = make_engine(engine_parts)  # the role restarted
+    await second.start()
+    clock.t = t0 + 31
+    await second.check_states()
+    [alert] = await opened(second, device)
+    assert alert.triggered_at == datetime.fromtimestamp(t0 + 30, UTC)  # the run began at t0
+
+    third = make_engine(engine_parts)  # restarted again, the alert open
+    await third.start()
+    for later in (40, 60):
+        clock.t = t0 + later
+        await third.check_states()
+    assert [a[0] for a in await all_alerts(conn, device)] == [alert.id]
+    assert (await lifecycle.get(conn, alert.id)).count == 1
+    await reading(conn, r, device, t0 + 70, 0.0)
+    clock.t = t0 + 71
+    await third.check_states()
+    assert (await lifecycle.get(conn, alert.id)).status == "resolved"
+
+
+async def test_an_operator_resolution_holds_for_the_run_and_a_new_run_alerts_again(
+    engine_parts: dict[str, Any],
+) -> None:
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    device = "f2-t4:door-sensor-1"
+    await give_profile(conn, "f2-t4", F2)
+    engine = make_engine(engine_parts)
+    await engine.start()
+    t0 = clock.t
+    await reading(conn, r, device, t0, 1.0)
+    clock.t = t0 + 31
+    await engine.check_states()
+    [alert] = await opened(engine, device)
+    await engine.resolve(alert.id, "operator", "known: door held open for a delivery")
+    clock.t = t0 + 40
+    await engine.check_states()
+    assert await opened(engine, device) == []
+    restarted = make_engine(engine_parts)
+    await restarted.start()
+    clock.t = t0 + 50
+    await restarted.check_states()
+    assert await opened(restarted, device) == []  # the same run: not raised again
+
+    await reading(conn, r, device, t0 + 60, 0.0)
+    await reading(conn, r, device, t0 + 61, 1.0)  # opened again: a new run
+    clock.t = t0 + 62
+    await restarted.check_states()
+    assert await opened(restarted, device) == []
+    clock.t = t0 + 92
+    await restarted.check_states()
+    [again] = await opened(restarted, device)
+    assert again.id != alert.id
+    assert again.triggered_at == datetime.fromtimestamp(t0 + 91, UTC)
+
+
+async def test_a_close_and_reopen_between_two_looks_is_a_new_run(
+    engine_parts: dict[str, Any],
+) -> None:
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    device = "f2-t5:door-sensor-1"
+    await give_profile(conn, "f2-t5", F2)
+    engine = make_engine(engine_parts)
+    await engine.start()
+    t0 = clock.t
+    await reading(conn, r, device, t0, 1.0)
+    clock.t = t0 + 31
+    await engine.check_states()
+    [alert] = await opened(engine, device)
+    await reading(conn, r, device, t0 + 40, 0.0)
+    await reading(conn, r, device, t0 + 41, 1.0)
+    clock.t = t0 + 42
+    await engine.check_states()
+    assert (await lifecycle.get(conn, alert.id)).status == "resolved"
+    assert await opened(engine, device) == []
+    clock.t = t0 + 72
+    await engine.check_states()
+    [again] = await opened(engine, device)
+    assert again.triggered_at == datetime.fromtimestamp(t0 + 71, UTC)
+    runs = [since for _, _, since in await all_alerts(conn, device)]
+    assert len(set(runs)) == 2
+
+
+async def test_profile_edits_take_effect_and_silences_apply(
+    engine_parts: dict[str, Any], webhooks: Webhooks
+) -> None:
+    """A single-channel profile (the reading's device id is the device's), with the rule's own
+    severity; a silence marks the alert silenced; the rule removed resolves the alert."""
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    await conn.execute(
+        "INSERT INTO device_profiles (name, channels) VALUES ('t-door', %s)",
+        (Jsonb(DOOR_PROFILE),),
+    )
+    await give_profile(conn, "door-x", "t-door")
+    now = datetime.fromtimestamp(clock.t, UTC)
+    await lifecycle.create_silence(
+        conn,
+        device_id="door-x",
+        alert_type="state_duration",
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+        reason="door under repair",
+        created_by="operator",
+    )
+    engine = make_engine(engine_parts)
+    await engine.start()
+    t0 = clock.t
+    await reading(conn, r, "door-x", t0, 1.0)
+    clock.t = t0 + 6
+    await engine.check_states()
+    [alert] = await opened(engine, "door-x")
+    assert alert.severity == "critical"
+    assert alert.silenced
+    assert alert.message == "door-x: door = 1 (open) for more than 5 s"
+    assert webhooks.received == []  # silenced: stored and shown, not notified
+
+    channels = copy.deepcopy(DOOR_PROFILE)
+    del channels[0]["stateAlert"]
+    await conn.execute(
+        "UPDATE device_profiles SET channels = %s WHERE name = 't-door'", (Jsonb(channels),)
+    )
+    clock.t = t0 + 20  # rules are re-read every 10 s
+    await engine.check_states()
+    done = await lifecycle.get(conn, alert.id)
+    assert done.status == "resolved"
+    history = await lifecycle.transitions(conn, alert.id)
+    assert history[-1]["note"] == "state rule removed"
+
+
+async def test_the_api_validates_state_alerts_and_lists_state_alerts(api: Api) -> None:
+    body = {"name": "t-door", "description": "", "channels": copy.deepcopy(DOOR_PROFILE)}
+    body["channels"][0]["stateAlert"]["severity"] = "warning"
+    r = await api.http.post("/api/profiles", json=body, headers=api.h("admin"))
+    assert r.status_code == 422, r.text
+    assert "stateAlert" in str(r.json()["error"])
+    body["channels"][0]["stateAlert"] = {"state": 2, "forSeconds": 5}
+    r = await api.http.post("/api/profiles", json=body, headers=api.h("admin"))
+    assert r.status_code == 422, r.text
+    assert "values are 0 and 1" in str(r.json()["error"])
+    body["channels"][0]["stateAlert"] = {"state": 1, "forSeconds": 5, "message": "door open"}
+    r = await api.http.post("/api/profiles", json=body, headers=api.h("admin"))
+    assert r.status_code == 201, r.text
+    assert r.json()["data"]["channels"][0]["stateAlert"] == {
+        "state": 1,
+        "forSeconds": 5,
+        "severity": "medium",
+        "message": "door open",
+    }
+    r = await api.put("/api/devices/door-api/profile", json={"profile": "t-door"})
+    assert r.status_code == 200, r.text
+
+    # The alerts role's engine raises it; the web role lists it and acknowledges it.
+    async with await psycopg.AsyncConnection.connect(api.db, autocommit=True) as conn:
+        engine = AlertEngine(conn=conn, redis=api.redis, notifier=Notifier(NotifyConfig()))
+        await engine.start()
+        t = datetime.now(UTC).timestamp() - 60
+        await reading(conn, api.redis, "door-api", t, 1.0)
+        await engine.check_states()
+        await engine.notifier.close()
+    r = await api.get("/api/alerts", params={"type": "state_duration"})
+    assert r.status_code == 200, r.text
+    [listed] = r.json()["data"]["alerts"]
+    assert listed["type"] == "state_duration"
+    assert listed["deviceId"] == "door-api"
+    r = await api.put(f"/api/alerts/{listed['id']}/acknowledge", role="operator", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["status"] == "acknowledged"
+    assert "state_duration" in str((await api.get("/api/openapi.json")).json())
