@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from dataclasses import replace
 from typing import Any
 
@@ -137,29 +136,61 @@ class SimulatorRole:
             return list(self.mqtt_sim.devices.values())
         return list(self.sim.devices.values()) if self.transport == "mqtt" else []
 
-    def _open_mqtt(self) -> None:
-        """Register the MQTT devices (with their profiles), give them credentials where the
-        broker wants some, connect each. Blocking: run in a thread."""
+    def _register(self) -> list[str]:
+        """Register the MQTT devices with their profiles (blocking: run in a thread); the
+        devices that connect (controllers and spec devices; channels are devices of their own
+        in PostgreSQL only)."""
         import psycopg
 
-        assert self.link is not None
         s = self.services.settings
         url = self.services.database_url or secret(s.database_url)
         assert url is not None
         f2 = {c.device_id: c.location for c in (self.f2.controllers.values() if self.f2 else [])}
-        specs = self.mqtt_specs()
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-            reg = sim_mqtt.register(conn, f2=f2, spec=specs)
-        devices = [*reg.controllers, *reg.spec]
-        self.link.credentials = _credentials(s, devices)
-        self.link.open(devices)
+            reg = sim_mqtt.register(conn, f2=f2, spec=self.mqtt_specs())
         logger.info(
-            "simulated MQTT devices",
+            "simulated MQTT devices registered",
             controllers=reg.controllers,
             channels=len(reg.channels),
             spec=reg.spec,
-            broker=f"{self.link.host}:{self.link.port}",
-            credentials=bool(self.link.credentials),
+        )
+        return [*reg.controllers, *reg.spec]
+
+    async def _provision(self, devices: list[str]) -> dict[str, tuple[str, str]]:
+        """Broker credentials for the simulated devices, issued and recorded like any device's
+        (``iotmon.mqtt.provisioning``, by ``simulator``) when the broker has an admin
+        (IOTMON_MQTT_ADMIN_URL: Mosquitto refusing anonymous clients); none otherwise (the
+        embedded broker). New ones at each start: the previous ones are revoked."""
+        s = self.services.settings
+        admin = secret(s.mqtt_admin_url)
+        if admin is None or not devices:
+            return {}
+        import psycopg
+
+        from iotmon.mqtt import provisioning
+
+        url = self.services.database_url or secret(s.database_url)
+        assert url is not None
+        out: dict[str, tuple[str, str]] = {}
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for device in devices:
+                issued = await provisioning.provision(
+                    conn, admin_url=admin, device_id=device, root=s.mqtt_topic_root, by="simulator"
+                )
+                out[device] = (issued["username"], issued["password"])
+        return out
+
+    async def _open_mqtt(self) -> None:
+        link = self.link
+        assert link is not None
+        devices = await asyncio.to_thread(self._register)
+        link.credentials = await self._provision(devices)
+        await asyncio.to_thread(link.open, devices)
+        logger.info(
+            "simulated MQTT devices connecting",
+            devices=len(devices),
+            broker=f"{link.host}:{link.port}",
+            credentials=bool(link.credentials),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -171,7 +202,7 @@ class SimulatorRole:
             topic=self.topic if self.transport != "mqtt" else None,
         )
         if self.link is not None:
-            await asyncio.to_thread(self._open_mqtt)
+            await self._open_mqtt()
         fleets: list[Any] = [f for f in (self.sim, self.mqtt_sim, self.f2) if f is not None]
         try:
             while not stop.is_set():
@@ -249,22 +280,6 @@ class SimulatorRole:
 
 def build(services: Services) -> SimulatorRole:
     return SimulatorRole(services)
-
-
-def _credentials(settings: Any, devices: list[str]) -> dict[str, tuple[str, str]]:
-    """Broker credentials for the simulated devices, issued through the broker's dynamic
-    security when an admin URL is configured (Mosquitto refusing anonymous clients); none
-    otherwise (the embedded broker, a broker that admits anyone)."""
-    admin = secret(getattr(settings, "mqtt_admin_url", None)) or os.environ.get(
-        "IOTMON_MQTT_ADMIN_URL"
-    )
-    if not admin or not devices:
-        return {}
-    from iotmon.mqtt.credentials import DynsecAdmin
-
-    with DynsecAdmin(admin, timeout_s=30) as dynsec:
-        issued = dynsec.issue_many(devices, settings.mqtt_topic_root)
-    return {d: (i.username, i.password) for d, i in zip(devices, issued, strict=True)}
 
 
 def _tokens(services: Services) -> Any:

@@ -407,7 +407,7 @@ class MqttLink:
                 continue
             c = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
-                client_id=device,
+                client_id=f"{self.root}{device}",  # the device's id (under a test's root)
                 protocol=mqtt.MQTTv311,
                 clean_session=True,
             )
