@@ -69,11 +69,12 @@ async def provision(
 ) -> dict[str, Any]:
     """New credentials for a registered device (the previous ones stop working and a client
     connected with them is disconnected). The password is in the result, and nowhere else."""
-    url = _admin(admin_url)
+    url = ""
     issued: Issued | None = None
     try:
         async with conn.transaction():
             await _lock_device(conn, device_id)
+            url = _admin(admin_url)
             await conn.execute(
                 "UPDATE mqtt_credential SET revoked_at = now(), revoked_by = %s"
                 " WHERE device_id = %s AND revoked_at IS NULL",
@@ -111,9 +112,9 @@ async def revoke(
 ) -> dict[str, Any]:
     """Delete the device's credentials on the broker (a connected client is disconnected at
     once) and mark the record revoked."""
-    url = _admin(admin_url)
     async with conn.transaction():
         await _lock_device(conn, device_id)
+        url = _admin(admin_url)
         cur = await conn.execute(
             "UPDATE mqtt_credential SET revoked_at = now(), revoked_by = %s"
             " WHERE device_id = %s AND revoked_at IS NULL RETURNING username, revoked_at",
