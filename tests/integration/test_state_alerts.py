@@ -7,10 +7,14 @@ written where ingestion writes them (``sensor_readings``) and announced where pr
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 import redis.asyncio as aioredis
 from psycopg.types.json import Jsonb
@@ -19,7 +23,12 @@ from iotmon.alerts import lifecycle
 from iotmon.alerts.engine import ACTIVE_KEY, LAST_SEEN_KEY, AlertEngine
 from iotmon.alerts.models import Alert
 from iotmon.alerts.notify import Notifier, NotifyConfig
+from iotmon.bus.kafka import KafkaBus
+from iotmon.config import Settings
 from iotmon.profiles.models import ProfileBody
+from iotmon.roles.alerts import AlertsRole
+from iotmon.roles.runtime import Services
+from tests.integration.helpers import read_topic
 from tests.integration.test_alerts import (  # noqa: F401 (the fixtures)
     Mailbox,
     Webhooks,
@@ -359,3 +368,56 @@ async def test_the_api_validates_state_alerts_and_lists_state_alerts(api: Api) -
     assert r.status_code == 200, r.text
     assert r.json()["data"]["status"] == "acknowledged"
     assert "state_duration" in str((await api.get("/api/openapi.json")).json())
+
+
+async def test_the_alerts_role_raises_and_resolves_state_alerts_on_its_own(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
+    """The role's own poller, no test calling the engine: a door opened once and then silent
+    alerts once its second has passed; a state_duration candidate on the bus is refused (only
+    the engine decides those); a closing reading resolves the alert."""
+    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    redis_url = settings.redis_url.get_secret_value()  # type: ignore[union-attr]
+    channels = copy.deepcopy(DOOR_PROFILE)
+    channels[0]["stateAlert"] = {"state": 1, "forSeconds": 1, "message": "door open"}
+    device = f"door-{uuid.uuid4().hex[:8]}"
+    r = aioredis.Redis.from_url(redis_url)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO device_profiles (name, channels) VALUES ('t-door', %s)", (Jsonb(channels),)
+        )
+        await give_profile(conn, device, "t-door")
+        role = AlertsRole(
+            Services(settings=settings, bus=kafka_bus, database_url=url, redis_url=redis_url)
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(role.run(stop))
+        forged = orjson.dumps({"deviceId": device, "type": "state_duration", "value": 1})
+        producer = kafka_bus.producer()
+        producer.produce(settings.topic("alerts"), forged, key=device.encode())
+        assert producer.flush(10) == 0
+
+        async def wait_for(status: str) -> None:
+            async with asyncio.timeout(60):
+                while not [s for _, s, _ in await all_alerts(conn, device) if s == status]:
+                    assert not task.done(), f"the alerts role stopped: {task}"
+                    await asyncio.sleep(0.2)
+
+        try:
+            await reading(conn, r, device, time.time(), 1.0)  # opened, then nothing
+            await wait_for("triggered")
+            [(alert_id, _, since)] = await all_alerts(conn, device)
+            assert since is not None
+            (dead,) = await asyncio.to_thread(
+                read_topic, kafka_bus, settings.topic("alerts.dlq"), 1
+            )
+            assert dead.value() == forged
+            assert dict(dead.headers())["x-iotmon-reason"] == b"invalid_candidate"
+            await reading(conn, r, device, time.time(), 0.0)
+            await wait_for("resolved")
+            assert [a[0] for a in await all_alerts(conn, device)] == [alert_id]
+            assert role.status()["stateRules"] == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await r.aclose()
