@@ -28,12 +28,12 @@ SEEDED: tuple[DeviceSpec, ...] = (
     DeviceSpec("device-005", "quality", "percentage", "quality-control-1", 85, 100, 80, None, 4.0),
 )
 
-# The physical range of each sensor type: a reading outside it is rejected
-# (``value_out_of_range``), never stored, and a type not listed is rejected
-# (``unknown_sensor_type``). Wide enough for any real sensor of the kind, narrow enough that
-# no sum of squares over years of readings can overflow a double. The five kinds of the
-# specification, then the types device profiles add (seed 002's F2 controller: states are
-# 0/1, a QR/NFC read is 1).
+# The built-in sensor types and their physical ranges: a reading outside its type's range is
+# rejected (``value_out_of_range``), never stored. Device profiles declare any other type with
+# its range (profiles/models.py, profiles/sensors.py); a type neither built in nor declared is
+# rejected (``unknown_sensor_type``). Wide enough for any real sensor of the kind, narrow
+# enough that no sum of squares over years of readings can overflow a double. The five kinds
+# of the specification, then seed 002's F2 controller's (states are 0/1, a QR/NFC read is 1).
 VALUE_RANGE: dict[str, tuple[float, float]] = {
     "temperature": (-460.0, 10_000.0),  # below absolute zero in °F, up to a furnace
     "pressure": (-1e4, 1e7),
