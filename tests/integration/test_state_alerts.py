@@ -221,6 +221,46 @@ async def test_a_restart_reads_the_state_from_the_readings(engine_parts: dict[st
     assert (await lifecycle.get(conn, alert.id)).status == "resolved"
 
 
+async def test_after_a_restart_a_run_older_than_the_look_back_keeps_its_alert(
+    engine_parts: dict[str, Any],
+) -> None:
+    """A door open for days, reporting its state now and then: after a restart the run's start
+    is older than the 2-day look-back, so it is not known, and the alert raised for it stays
+    open (not taken for a new run). A close and reopen while the role was down is a new run:
+    the old alert resolves and a new one is raised."""
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    device = "f2-t6:door-sensor-1"
+    await give_profile(conn, "f2-t6", F2)
+    t0 = clock.t
+    day = 86400.0
+    await reading(conn, r, device, t0 - 2.5 * day, 1.0)
+    before = make_engine(engine_parts)
+    await before.start()
+    clock.t = t0 - 2.5 * day + 31
+    await before.check_states()
+    [alert] = await opened(before, device)
+    for ago in (day, 3600):  # the state reported again, unchanged
+        await reading(conn, r, device, t0 - ago, 1.0)
+
+    clock.t = t0
+    restarted = make_engine(engine_parts)
+    await restarted.start()
+    await restarted.check_states()
+    assert restarted.streaks[device] is not None
+    assert not restarted.streaks[device].known  # type: ignore[union-attr]
+    assert [a.id for a in await opened(restarted, device)] == [alert.id]
+
+    await reading(conn, r, device, t0 + 10, 0.0)  # while the role is down again
+    await reading(conn, r, device, t0 + 20, 1.0)
+    clock.t = t0 + 60
+    again = make_engine(engine_parts)
+    await again.start()
+    await again.check_states()
+    assert (await lifecycle.get(conn, alert.id)).status == "resolved"
+    [new] = await opened(again, device)
+    assert new.triggered_at == datetime.fromtimestamp(t0 + 50, UTC)
+
+
 async def test_an_operator_resolution_holds_for_the_run_and_a_new_run_alerts_again(
     engine_parts: dict[str, Any],
 ) -> None:

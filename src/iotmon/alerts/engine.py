@@ -47,26 +47,33 @@ SILENCES_REFRESH_S = 1.0
 STATE_LOOKBACK_S = 2 * 86400.0  # a run is looked for this far back (forSeconds <= 1 day)
 STATE_REREAD_S = 0.5  # a device's new readings are read at most this often
 STATE_CHUNK = 500  # devices per query
-MISSING = object()
 
-# The run of equal values each device is in now: its latest reading, and the first reading
-# after the latest one with another value (within the look-back).
+# The run of equal values each device is in now: its latest reading and, when that is the
+# rule's state, the last reading before it with another value and the first one after that
+# (within the look-back; none: the run began before it, and its start is not known). Finding
+# the start walks back through the run, so it is done only where it matters: a device at
+# another value starts a new run with its next change anyway.
 _STREAKS_SQL = """
 SELECT d.device_id, last.value,
-       (SELECT min(r."timestamp") FROM sensor_readings r
-         WHERE r.device_id = d.device_id AND r."timestamp" >= %(since)s
-           AND r."timestamp" > coalesce(
-               (SELECT max(x."timestamp") FROM sensor_readings x
-                 WHERE x.device_id = d.device_id AND x."timestamp" >= %(since)s
-                   AND x.value <> last.value),
-               '-infinity')),
-       last.ts
-FROM unnest(%(ids)s::text[]) AS d(device_id)
+       CASE WHEN last.value = d.state THEN
+           (SELECT min(r."timestamp") FROM sensor_readings r
+             WHERE r.device_id = d.device_id AND r."timestamp" >= %(since)s
+               AND r."timestamp" > coalesce(prev.ts, '-infinity'))
+       ELSE last.ts END,
+       last.ts,
+       last.value <> d.state OR prev.ts IS NOT NULL
+FROM unnest(%(ids)s::text[], %(states)s::float8[]) AS d(device_id, state)
 CROSS JOIN LATERAL (
     SELECT r."timestamp" AS ts, r.value FROM sensor_readings r
     WHERE r.device_id = d.device_id AND r."timestamp" >= %(since)s
     ORDER BY r."timestamp" DESC LIMIT 1
 ) AS last
+LEFT JOIN LATERAL (
+    SELECT x."timestamp" AS ts FROM sensor_readings x
+    WHERE last.value = d.state AND x.device_id = d.device_id
+      AND x."timestamp" >= %(since)s AND x.value <> last.value
+    ORDER BY x."timestamp" DESC LIMIT 1
+) AS prev ON true
 """
 # The readings after the last one read, per device, oldest first.
 _NEWER_SQL = """
@@ -466,9 +473,14 @@ class AlertEngine:
                 logger.error(
                     "stored profile is invalid: no state alerts from it", profile=name, error=why
                 )
+        # A device whose rule is gone or alerts on another state now is read in full again (its
+        # run's start was only looked for when it was at the old rule's state).
+        changed = {
+            d for d, rule in self.state_rules.items() if d in found and found[d].state != rule.state
+        }
         self.state_rules = found
-        for gone in self.streaks.keys() - found.keys():
-            del self.streaks[gone]
+        for gone in (self.streaks.keys() - found.keys()) | changed:
+            self.streaks.pop(gone, None)
             self._state_read_at.pop(gone, None)
             self._state_done.pop(gone, None)
         self._rules_at = self.clock()
@@ -505,8 +517,14 @@ class AlertEngine:
         lookback = datetime.fromtimestamp(self.clock() - STATE_LOOKBACK_S, UTC)
         for i in range(0, len(unknown), STATE_CHUNK):
             part = unknown[i : i + STATE_CHUNK]
-            cur = await self.conn.execute(_STREAKS_SQL, {"ids": part, "since": lookback})
-            found = {d: rules.Streak(v, since, last) for d, v, since, last in await cur.fetchall()}
+            states = [self.state_rules[d].state for d in part]
+            cur = await self.conn.execute(
+                _STREAKS_SQL, {"ids": part, "states": states, "since": lookback}
+            )
+            found = {
+                d: rules.Streak(v, since, last, known)
+                for d, v, since, last, known in await cur.fetchall()
+            }
             for device_id in part:
                 self.streaks[device_id] = found.get(device_id)
         now = self.clock()
@@ -539,13 +557,18 @@ class AlertEngine:
             rule = self.state_rules.get(device_id)
             streak = self.streaks.get(device_id)
             verdict = rules.state_verdict(rule, streak, now)
-            raised_for = self._state_open.get(device_id, MISSING)
-            if raised_for is not MISSING:
+            if device_id in self._state_open:
+                raised_for = self._state_open[device_id]
                 if verdict == "no_rule":
                     note = "state rule removed"
                 elif verdict == "out" and streak is not None:
                     note = f"state is now {streak.value:g}"
-                elif streak is not None and raised_for is not None and raised_for != streak.since:
+                elif (
+                    streak is not None
+                    and streak.known
+                    and raised_for is not None
+                    and streak.since > raised_for
+                ):
                     note = "the state changed and came back: a new run"
                 else:
                     continue

@@ -112,16 +112,19 @@ class StateRule:
 
 @dataclass(frozen=True, slots=True)
 class Streak:
-    """A device's latest run of equal values: the value, its first and its latest reading."""
+    """A device's latest run of equal values: the value, its first and its latest reading;
+    ``known`` is False when the run began before the engine's look-back (``since`` is then
+    the first reading within it, not the run's start)."""
 
     value: float
     since: datetime
     last: datetime
+    known: bool = True
 
     def extend(self, at: datetime, value: float) -> Streak:
         """With a reading newer than ``last``: the same run, or a new one from ``at``."""
         if value == self.value:
-            return Streak(self.value, self.since, max(self.last, at))
+            return Streak(self.value, self.since, max(self.last, at), self.known)
         return Streak(value, at, at)
 
 
