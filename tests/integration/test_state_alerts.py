@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import pytest
 import redis.asyncio as aioredis
 from psycopg.types.json import Jsonb
 
@@ -259,6 +260,52 @@ async def test_after_a_restart_a_run_older_than_the_look_back_keeps_its_alert(
     assert (await lifecycle.get(conn, alert.id)).status == "resolved"
     [new] = await opened(again, device)
     assert new.triggered_at == datetime.fromtimestamp(t0 + 50, UTC)
+
+
+async def test_a_database_outage_in_the_middle_of_a_check_loses_nothing(
+    engine_parts: dict[str, Any], database_url: str
+) -> None:
+    """The connection breaks just when the alert is to be written, and again when it is to be
+    resolved: the role reconnects (here: the test, as AlertsRole._reconnect does) and the next
+    check writes what the failed one did not."""
+    conn, r, clock = engine_parts["conn"], engine_parts["redis"], engine_parts["clock"]
+    device = "f2-t7:door-sensor-1"
+    await give_profile(conn, "f2-t7", F2)
+    engine = make_engine(engine_parts)
+    await engine.start()
+    t0 = clock.t
+    await reading(conn, r, device, t0, 1.0)
+    clock.t = t0 + 25
+    await engine.check_states()  # rules and the run read; not yet long enough
+    clock.t = t0 + 31  # rules still fresh, nothing new to read: the next query is the write
+    broken = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await broken.close()
+    engine.conn = broken
+    with pytest.raises(psycopg.OperationalError):
+        await engine.check_states()
+    engine.conn = conn
+    clock.t = t0 + 32
+    await engine.check_states()
+    [alert] = await opened(engine, device)
+
+    # The resolution refused once (the closing reading is read, the write fails): tried again.
+    await conn.execute(
+        "CREATE FUNCTION no_resolve() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.status = 'resolved' THEN RAISE EXCEPTION 'not now'; END IF; RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER no_resolve BEFORE UPDATE ON alerts"
+        " FOR EACH ROW EXECUTE FUNCTION no_resolve()"
+    )
+    await reading(conn, r, device, t0 + 40, 0.0)
+    clock.t = t0 + 41
+    with pytest.raises(psycopg.errors.RaiseException):
+        await engine.check_states()
+    assert (await lifecycle.get(conn, alert.id)).status == "triggered"
+    await conn.execute("DROP TRIGGER no_resolve ON alerts")
+    clock.t = t0 + 42
+    await engine.check_states()
+    assert (await lifecycle.get(conn, alert.id)).status == "resolved"
 
 
 async def test_an_operator_resolution_holds_for_the_run_and_a_new_run_alerts_again(

@@ -572,16 +572,16 @@ class AlertEngine:
                     note = "the state changed and came back: a new run"
                 else:
                     continue
-                del self._state_open[device_id]
                 await self._resolve_open(device_id, rules.STATE, note=note)
+                del self._state_open[device_id]  # after: a failed write is tried again
             if verdict != "due":
                 continue
             if rule is None or streak is None:  # "due" has both
                 continue
             if self._state_done.get(device_id) == streak.since:
                 continue
-            self._state_done[device_id] = streak.since
             if await self._run_alerted(device_id, streak.since):
+                self._state_done[device_id] = streak.since
                 continue  # raised before a restart, and resolved by an operator since
             await self._open(
                 device_id,
@@ -597,6 +597,7 @@ class AlertEngine:
                     "forSeconds": rule.for_s,
                 },
             )
+            self._state_done[device_id] = streak.since
             self._state_open[device_id] = streak.since
 
     async def _run_alerted(self, device_id: str, since: datetime) -> bool:
