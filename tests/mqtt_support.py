@@ -14,6 +14,8 @@ subscribe to everything. Each ``provision`` makes a new client with a username o
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import secrets
 import threading
@@ -79,7 +81,19 @@ def provision_many(device_ids: list[str], root: str = "") -> list[tuple[str, str
 
     with DynsecAdmin(url, timeout_s=60) as admin:
         issued = admin.issue_many(device_ids, root, usernames=[_username(d) for d in device_ids])
+    if not _live:
+        atexit.register(_revoke_leftovers)
+    _live.update(i.username for i in issued)
     return [(i.username, i.password) for i in issued]
+
+
+_live: set[str] = set()  # provisioned here and not revoked yet: revoked when the process ends
+
+
+def _revoke_leftovers() -> None:
+    """Keep the broker's client list (and the file it rewrites on each change) small."""
+    with contextlib.suppress(Exception):
+        revoke(*sorted(_live))
 
 
 def revoke(*usernames: str) -> None:
@@ -91,6 +105,7 @@ def revoke(*usernames: str) -> None:
 
     with DynsecAdmin(url, timeout_s=60) as admin:
         admin.revoke_many(list(usernames))
+    _live.difference_update(usernames)
 
 
 class ConnectRefused(Exception):
