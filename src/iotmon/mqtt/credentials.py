@@ -97,9 +97,13 @@ class DynsecAdmin:
 
     def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
         u = urlsplit(url)
-        if u.scheme not in ("mqtt", "tcp") or not u.username:
+        try:
+            port = u.port or 1883
+        except ValueError:  # a port out of range or not a number
+            port = 0
+        if u.scheme not in ("mqtt", "tcp") or not u.username or not port:
             raise CredentialsError("the MQTT admin URL must be mqtt://<user>:<password>@host:port")
-        self._host, self._port = u.hostname or "127.0.0.1", u.port or 1883
+        self._host, self._port = u.hostname or "127.0.0.1", port
         self._timeout = timeout_s
         self._lock = threading.Lock()
         self._waiting: dict[str, threading.Event] = {}

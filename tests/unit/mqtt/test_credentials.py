@@ -46,7 +46,16 @@ def test_a_device_may_use_the_topics_whose_second_level_is_its_id() -> None:
     assert device_topics("device-001", "site-a/") == ("site-a/+/device-001/#",)
 
 
-@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:1883", "http://a:b@host:1", "nonsense"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mqtt://127.0.0.1:1883",
+        "http://a:b@host:1",
+        "nonsense",
+        "mqtt://a:b@h:99999",
+        "mqtt://a:b@h:x",
+    ],
+)
 def test_an_admin_url_without_credentials_is_refused_at_once(url: str) -> None:
     with pytest.raises(CredentialsError, match="mqtt://<user>:<password>@host:port"):
         DynsecAdmin(url)
