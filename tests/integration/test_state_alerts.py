@@ -29,7 +29,7 @@ from iotmon.config import Settings
 from iotmon.profiles.models import ProfileBody
 from iotmon.roles.alerts import AlertsRole
 from iotmon.roles.runtime import Services
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import drain, read_topic
 from tests.integration.test_alerts import (  # noqa: F401 (the fixtures)
     Mailbox,
     Webhooks,
@@ -39,6 +39,7 @@ from tests.integration.test_alerts import (  # noqa: F401 (the fixtures)
     webhooks,
 )
 from tests.integration.test_api import Api, api, sql  # noqa: F401 (the fixture)
+from tests.integration.test_processing import Running
 
 F2 = "f2-smart-controller"
 DOOR_PROFILE: list[dict[str, Any]] = [
@@ -508,3 +509,68 @@ async def test_the_alerts_role_raises_and_resolves_state_alerts_on_its_own(
             stop.set()
             await asyncio.wait_for(task, 30)
             await r.aclose()
+
+
+async def test_from_sensors_data_to_a_state_alert_and_back(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
+    """The whole chain on real Kafka: a door's readings on sensors-data, stored by ingestion,
+    announced by processing (devices:last_seen, whichever of the two is first), alerted and
+    resolved by the alerts role."""
+    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    redis_url = settings.redis_url.get_secret_value()  # type: ignore[union-attr]
+    gate = copy.deepcopy(DOOR_PROFILE[0])
+    gate.update(name="gate", stateAlert={"state": 1, "forSeconds": 1, "message": "gate open"})
+    light = copy.deepcopy(DOOR_PROFILE[0])
+    light.update(name="light", path="light")
+    del light["stateAlert"]
+    device = f"gate-{uuid.uuid4().hex[:8]}"
+    reading_id = f"{device}:gate"  # two channels: <device>:<channel>
+    topic = settings.topic("sensors-data")
+    producer = kafka_bus.producer()
+
+    async def send(value: float) -> None:
+        msg = {
+            "deviceId": reading_id,
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "sensorType": "door",
+            "value": value,
+            "unit": "open",
+            "location": "yard",
+            "status": "active",
+        }
+        producer.produce(topic, orjson.dumps(msg), key=reading_id.encode())
+        assert producer.flush(10) == 0
+        await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO device_profiles (name, channels) VALUES ('t-gate', %s)",
+            (Jsonb([gate, light]),),
+        )
+        await give_profile(conn, device, "t-gate")
+        processing = Running(settings, kafka_bus)
+        role = AlertsRole(
+            Services(settings=settings, bus=kafka_bus, database_url=url, redis_url=redis_url)
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(role.run(stop))
+
+        async def wait_for(status: str) -> None:
+            async with asyncio.timeout(90):
+                while not [s for _, s, _ in await all_alerts(conn, reading_id) if s == status]:
+                    assert not task.done(), f"the alerts role stopped: {task}"
+                    await asyncio.sleep(0.2)
+
+        try:
+            await send(1.0)
+            await wait_for("triggered")
+            [(_, _, since)] = await all_alerts(conn, reading_id)
+            assert since is not None
+            await send(0.0)
+            await wait_for("resolved")
+            assert len(await all_alerts(conn, reading_id)) == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await asyncio.to_thread(processing.close)
