@@ -51,10 +51,15 @@ export default function Page() {
         </p>
       ) : null}
       <ErrorBoundary area="Live chart">
-        <LiveChart deviceId={device.deviceId} unit={device.unit} thresholds={thresholds} />
+        <LiveChart deviceId={device.deviceId} unit={device.unit} thresholds={thresholds} type={device.type} />
       </ErrorBoundary>
       <ErrorBoundary area="History">
-        <HistoryChart deviceId={device.deviceId} unit={device.unit} thresholds={thresholds} />
+        <HistoryChart
+          deviceId={device.deviceId}
+          unit={device.unit}
+          thresholds={thresholds}
+          type={device.type}
+        />
       </ErrorBoundary>
       <div className="device-columns">
         <ErrorBoundary area="Statistics">

@@ -26,6 +26,23 @@ test("shows the value with its unit, the status, and links to the device", () =>
   expect(card).not.toHaveClass("stale");
 });
 
+test("an MQTT device's state reads as a word: a door at 1 is open", () => {
+  const device = deviceSummary({
+    deviceId: "f2-e4fd45f654be:door-sensor-1",
+    type: "door",
+    unit: "open",
+    thresholds: { normalMin: null, normalMax: null, alertMin: null, alertMax: null },
+    lastReading: { value: 1, timestamp: new Date().toISOString(), status: "normal" },
+  });
+  renderWithApp(<DeviceCard device={device} intervalMs={1000} />);
+  const card = screen.getByRole("article", { name: "f2-e4fd45f654be:door-sensor-1" });
+  expect(within(card).getByTestId("device-value")).toHaveTextContent(/^open$/);
+  expect(within(card).getByRole("link", { name: "f2-e4fd45f654be:door-sensor-1" })).toHaveAttribute(
+    "href",
+    "/devices/f2-e4fd45f654be:door-sensor-1",
+  );
+});
+
 test("is stale while the live connection is down", () => {
   const { store } = renderWithApp(<DeviceCard device={deviceSummary()} intervalMs={1000} />);
   const card = screen.getByRole("article", { name: "device-001" });

@@ -14,6 +14,7 @@ import {
   inferInterval,
   isStale,
 } from "@/features/devices/utils/readings";
+import { displayValue, stateLabels } from "@/features/devices/utils/states";
 import { shortAgo } from "@/features/devices/utils/time";
 import type { DeviceSummary } from "@/types/api";
 import { formatTime, formatValue } from "@/utils/format";
@@ -75,8 +76,14 @@ export const DeviceCard = memo(function DeviceCard({ device, intervalMs }: Props
         />
         <div className="device-card-reading">
           <span data-testid="device-value" className={`device-value status-${status}`}>
-            {formatValue(reading?.value)}
-            {reading && unit ? <span className="unit"> {unit}</span> : null}
+            {stateLabels(device.type) || device.type === "access_read" ? (
+              displayValue(device.type, reading?.value)
+            ) : (
+              <>
+                {formatValue(reading?.value)}
+                {reading && unit ? <span className="unit"> {unit}</span> : null}
+              </>
+            )}
           </span>
           <span className={`status-pill status-${status}`}>
             <span className="dot" aria-hidden /> {reading ? status : "no data"}

@@ -6,8 +6,9 @@ import { Since } from "@/features/devices/components/device-card";
 import { useClock } from "@/features/devices/hooks/use-clock";
 import { useConnected, useLiveState } from "@/features/devices/hooks/use-live-reading";
 import { inferInterval, isStale } from "@/features/devices/utils/readings";
+import { displayValue } from "@/features/devices/utils/states";
 import type { DeviceDetails } from "@/types/api";
-import { formatTime, formatValue } from "@/utils/format";
+import { formatTime } from "@/utils/format";
 
 /** Id, type, location, connectivity and the live value (the REST one until a newer comes). */
 export function DeviceHeader({ device }: { device: DeviceDetails }) {
@@ -47,7 +48,7 @@ export function DeviceHeader({ device }: { device: DeviceDetails }) {
               className={`device-value big status-${status}${stale ? " stale" : ""}`}
               data-testid="device-header-value"
             >
-              {formatValue(reading?.value, reading?.unit ?? device.unit)}
+              {displayValue(device.type, reading?.value, reading?.unit ?? device.unit)}
             </span>
           </dd>
         </div>

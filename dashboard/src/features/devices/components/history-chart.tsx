@@ -8,6 +8,7 @@ import { downloadPng, Plot, type PlotData, type PlotLayout } from "@/components/
 import { useTheme } from "@/components/theme";
 import { env } from "@/config/env";
 import { useGetDeviceHistoryQuery } from "@/features/devices/api/get-device-history";
+import { stateAxis } from "@/features/devices/utils/states";
 import { thresholdShapes } from "@/features/devices/utils/thresholds";
 import { fromLocalInput, fromPlotTime, toLocalInput } from "@/features/devices/utils/time";
 import { errorMessage } from "@/lib/api-client";
@@ -62,9 +63,11 @@ interface Props {
   deviceId: string;
   unit: string | null;
   thresholds: Thresholds;
+  /** The sensor type: a state (door, siren...) is drawn as steps between its two labels. */
+  type?: string;
 }
 
-export function HistoryChart({ deviceId, unit, thresholds }: Props) {
+export function HistoryChart({ deviceId, unit, thresholds, type }: Props) {
   const { dark } = useTheme();
   const session = useSelector(selectSession);
   const [preset, setPreset] = useState<PresetKey>("1h");
@@ -103,6 +106,7 @@ export function HistoryChart({ deviceId, unit, thresholds }: Props) {
   const color = dark ? "#60a5fa" : "#2563eb";
   const points = data?.points;
   const downsampled = data?.downsampled ?? false;
+  const state = useMemo(() => stateAxis(type), [type]);
   const plotData = useMemo<PlotData>(() => {
     if (!points) return [];
     const x = points.map((p) => new Date(p.timestamp));
@@ -114,7 +118,7 @@ export function HistoryChart({ deviceId, unit, thresholds }: Props) {
           mode: points.length < 80 ? "lines+markers" : "lines",
           x,
           y: points.map((p) => p.value),
-          line: { color, width: 1.5 },
+          line: { color, width: 1.5, ...state?.line },
           marker: { size: 4 },
           hovertemplate: `%{y:.2f}${u}<br>%{x|%Y-%m-%d %H:%M:%S}<extra></extra>`,
         },
@@ -145,7 +149,7 @@ export function HistoryChart({ deviceId, unit, thresholds }: Props) {
           `<br>%{customdata[2]} readings<br>%{x|%Y-%m-%d %H:%M:%S}<extra></extra>`,
       },
     ];
-  }, [points, downsampled, unit, color, dark]);
+  }, [points, downsampled, unit, color, dark, state]);
 
   const { normalMin, normalMax, alertMin, alertMax } = thresholds;
   const layout = useMemo<PlotLayout>(
@@ -154,9 +158,9 @@ export function HistoryChart({ deviceId, unit, thresholds }: Props) {
       // Never an explicit range: a double click resets to the first layout Plotly drew (an
       // autorange, "xaxis.autorange" for us); an explicit one would come back as a zoom.
       xaxis: { type: "date", autorange: true },
-      yaxis: { title: { text: unit ?? "" }, zeroline: false },
+      yaxis: { title: { text: unit ?? "" }, zeroline: false, ...state?.yaxis },
     }),
-    [unit, normalMin, normalMax, alertMin, alertMax],
+    [unit, normalMin, normalMax, alertMin, alertMax, state],
   );
 
   const name = `${deviceId} history`;

@@ -6,6 +6,7 @@ import { Plot, type PlotData, type PlotLayout } from "@/components/plot";
 import { useTheme } from "@/components/theme";
 import { useLiveState } from "@/features/devices/hooks/use-live-reading";
 import { sortedPoints } from "@/features/devices/utils/readings";
+import { stateAxis } from "@/features/devices/utils/states";
 import { thresholdShapes } from "@/features/devices/utils/thresholds";
 import { env } from "@/config/env";
 import type { LivePoint } from "@/lib/live/slice";
@@ -17,13 +18,16 @@ interface Props {
   deviceId: string;
   unit: string | null;
   thresholds: Thresholds;
+  /** The sensor type: a state (door, siren...) is drawn as steps between its two labels. */
+  type?: string;
 }
 
 /** The last env.livePoints live readings, redrawn in place (at most once a frame). */
-export function LiveChart({ deviceId, unit, thresholds }: Props) {
+export function LiveChart({ deviceId, unit, thresholds, type }: Props) {
   const live = useLiveState(deviceId);
   const { dark } = useTheme();
   const points = useMemo(() => sortedPoints(live?.points ?? NONE), [live?.points]);
+  const state = useMemo(() => stateAxis(type), [type]);
   const data = useMemo<PlotData>(
     () => [
       {
@@ -31,12 +35,12 @@ export function LiveChart({ deviceId, unit, thresholds }: Props) {
         mode: points.length < 60 ? "lines+markers" : "lines",
         x: points.map((p) => new Date(p.t)),
         y: points.map((p) => p.v),
-        line: { color: dark ? "#60a5fa" : "#2563eb", width: 1.5 },
+        line: { color: dark ? "#60a5fa" : "#2563eb", width: 1.5, ...state?.line },
         marker: { size: 4 },
         hovertemplate: `%{y:.2f}${unit ? ` ${unit}` : ""}<br>%{x|%H:%M:%S}<extra></extra>`,
       },
     ],
-    [points, unit, dark],
+    [points, unit, dark, state],
   );
   const { normalMin, normalMax, alertMin, alertMax } = thresholds;
   const layout = useMemo<PlotLayout>(
@@ -44,9 +48,9 @@ export function LiveChart({ deviceId, unit, thresholds }: Props) {
       ...thresholdShapes({ normalMin, normalMax, alertMin, alertMax }),
       uirevision: deviceId, // a zoom stays while new points arrive
       xaxis: { type: "date" },
-      yaxis: { title: { text: unit ?? "" }, zeroline: false },
+      yaxis: { title: { text: unit ?? "" }, zeroline: false, ...state?.yaxis },
     }),
-    [deviceId, unit, normalMin, normalMax, alertMin, alertMax],
+    [deviceId, unit, normalMin, normalMax, alertMin, alertMax, state],
   );
   return (
     <section className="panel chart-panel" aria-labelledby={`live-${deviceId}`}>
