@@ -454,6 +454,9 @@ allow_anonymous false
 plugin $(mqtt_plugin)
 plugin_opt_config_file $MQTT_DYNSEC
 persistence false
+# QoS 1 messages queued for a client (the bridge) that is slow or away: Mosquitto's default of
+# 1000 drops the rest ("Outgoing messages are being dropped"), a loss behind the bridge's back.
+max_queued_messages 2000000
 pid_file $MQTT_PID
 log_dest file $MQTT_LOG
 log_type error
