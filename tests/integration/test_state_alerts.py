@@ -458,6 +458,69 @@ async def test_the_api_validates_state_alerts_and_lists_state_alerts(api: Api) -
     assert "state_duration" in str((await api.get("/api/openapi.json")).json())
 
 
+async def test_a_device_may_have_its_own_state_alert(api: Api) -> None:
+    """PUT /api/devices/{id}/config {"stateAlert": ...}: an object replaces the profile
+    channel's (validated like one, 422 otherwise), false switches it off for the device, null
+    gives it back; the engine follows within its 10 s re-read."""
+    device = "f2-t8:door-sensor-1"
+    r = await api.put("/api/devices/f2-t8/profile", json={"profile": F2})
+    assert r.status_code == 200, r.text
+    sql(
+        api.db,
+        "INSERT INTO devices (device_id, device_type, unit) VALUES (%s, 'door', 'open')",
+        device,
+    )
+    path = f"/api/devices/{device}/config"
+    for bad, expected in (
+        ({"state": 1, "forSeconds": -1}, "forSeconds"),
+        ({"state": 1, "forSeconds": 5, "severity": "warning"}, "severity"),
+        (True, "stateAlert"),
+        ({"state": 1}, "forSeconds"),
+    ):
+        r = await api.put(path, json={"stateAlert": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert expected in str(r.json()["error"]), (bad, r.text)
+    own = {"state": 1, "forSeconds": 120, "severity": "critical", "message": "fire door open"}
+    r = await api.put(path, json={"stateAlert": own})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["stateAlert"] == own
+    assert (await api.get(f"/api/devices/{device}")).json()["data"]["stateAlert"] == own
+
+    clock = [datetime.now(UTC).timestamp()]
+    async with await psycopg.AsyncConnection.connect(api.db, autocommit=True) as conn:
+        engine = AlertEngine(
+            conn=conn, redis=api.redis, notifier=Notifier(NotifyConfig()), clock=lambda: clock[0]
+        )
+        await engine.start()
+        t0 = clock[0]
+        await reading(conn, api.redis, device, t0, 1.0)
+        clock[0] = t0 + 31  # past the profile's 30 s, not the device's own 120 s
+        await engine.check_states()
+        assert await opened(engine, device) == []
+        clock[0] = t0 + 121
+        await engine.check_states()
+        [alert] = await opened(engine, device)
+        assert (alert.severity, alert.message) == (
+            "critical",
+            f"{device}: fire door open for more than 120 s",
+        )
+
+        r = await api.put(path, json={"stateAlert": False})  # none for this device
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["stateAlert"] is False
+        clock[0] = t0 + 140
+        await engine.check_states()
+        assert (await lifecycle.get(conn, alert.id)).status == "resolved"
+        assert engine.state_rules.get(device) is None
+
+        r = await api.put(path, json={"stateAlert": None})  # the profile's again
+        assert r.status_code == 200, r.text
+        clock[0] = t0 + 160
+        await engine.check_states()
+        assert engine.state_rules[device].for_s == 30
+        await engine.notifier.close()
+
+
 async def test_the_alerts_role_raises_and_resolves_state_alerts_on_its_own(
     settings: Settings, kafka_bus: KafkaBus
 ) -> None:

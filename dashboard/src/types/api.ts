@@ -75,6 +75,14 @@ export interface CurrentReading {
   sensorType?: string | null;
 }
 
+/** A profile channel's or a device's state alert: value === state for forSeconds or more. */
+export interface StateAlert {
+  state: number;
+  forSeconds: number;
+  severity: Severity;
+  message: string;
+}
+
 export interface DeviceDetails extends Thresholds {
   deviceId: string;
   type: string;
@@ -83,6 +91,8 @@ export interface DeviceDetails extends Thresholds {
   status: string;
   intervalMs: number;
   offlineTimeoutS: number | null;
+  /** The device's own: null = its profile's, false = none. */
+  stateAlert?: StateAlert | false | null;
   metadata: Record<string, unknown>;
   createdAt: string;
   updatedAt: string;

@@ -457,8 +457,9 @@ class AlertEngine:
 
     # --- state alerts ---
     async def _refresh_state_rules(self) -> None:
-        """The profiles' state rules, re-read every 10 s (a profile edited, a device given a
-        profile take effect without a restart)."""
+        """The profiles' state rules and the devices' own, re-read every 10 s (a profile
+        edited, a device given a profile or its own stateAlert take effect without a
+        restart)."""
         if self.clock() - self._rules_at <= SPANS_REFRESH_S:
             return
         cur = await self.conn.execute("SELECT name, channels FROM device_profiles")
@@ -466,12 +467,17 @@ class AlertEngine:
         cur = await self.conn.execute(
             "SELECT device_id, profile FROM devices WHERE profile IS NOT NULL"
         )
-        found, bad = rules.state_rules(profiles, await cur.fetchall())
+        devices = await cur.fetchall()
+        cur = await self.conn.execute(
+            "SELECT device_id, state_alert, device_type, unit FROM devices"
+            " WHERE state_alert IS NOT NULL"
+        )
+        found, bad = rules.state_rules(profiles, devices, await cur.fetchall())
         for name, why in bad.items():
             if name not in self._bad_profiles:
                 self._bad_profiles.add(name)
                 logger.error(
-                    "stored profile is invalid: no state alerts from it", profile=name, error=why
+                    "stored state alert is invalid: no state alerts from it", source=name, error=why
                 )
         # A device whose rule is gone or alerts on another state now is read in full again (its
         # run's start was only looked for when it was at the old rule's state).

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from iotmon.profiles.models import ProfileBody, channel_device_id
+from iotmon.profiles.models import ProfileBody, StateAlert, channel_device_id
 
 STATE = "state_duration"
 
@@ -146,12 +146,16 @@ def state_verdict(rule: StateRule | None, streak: Streak | None, now: float) -> 
 
 
 def state_rules(
-    profiles: Mapping[str, Any], devices: Iterable[tuple[str, str]]
+    profiles: Mapping[str, Any],
+    devices: Iterable[tuple[str, str]],
+    overrides: Iterable[tuple[str, Any, str, str | None]] = (),
 ) -> tuple[dict[str, StateRule], dict[str, str]]:
     """The state rules by reading device id (``<device>:<channel>`` for a multi-channel
     profile), from the stored profiles (name -> channels JSON) and the devices that use one
-    ((device id, profile name)); and the profiles that do not validate (name -> why: they give
-    no rules, as the decoder skips them)."""
+    ((device id, profile name)), then each device's own (``devices.state_alert``: (device id,
+    false or a stateAlert object, its type, its unit)), which replaces or (false) removes its
+    profile's; and what does not validate (a profile's name, or ``device <id>`` -> why: it
+    gives no rule, as the decoder skips an invalid profile)."""
     bodies: dict[str, ProfileBody | None] = {}
     bad: dict[str, str] = {}
     out: dict[str, StateRule] = {}
@@ -174,4 +178,15 @@ def state_rules(
             rid = channel_device_id(device_id, body, channel)
             label = a.message or f"{channel.sensorType} = {a.state:g} ({channel.unit})"
             out[rid] = StateRule(rid, a.state, a.forSeconds, a.severity, label)
+    for device_id, raw, sensor_type, unit in overrides:
+        if raw is False:
+            out.pop(device_id, None)
+            continue
+        try:
+            a = StateAlert.model_validate(raw)
+        except ValidationError as exc:
+            bad[f"device {device_id}"] = str(exc)[:300]
+            continue
+        label = a.message or f"{sensor_type} = {a.state:g}" + (f" ({unit})" if unit else "")
+        out[device_id] = StateRule(device_id, a.state, a.forSeconds, a.severity, label)
     return out, bad

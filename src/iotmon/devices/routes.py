@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iotmon.devices import service
 from iotmon.devices.models import reading_status
+from iotmon.profiles.models import StateAlert
 from iotmon.timefmt import iso_utc
 from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
 from iotmon.web.auth import Principal
@@ -84,6 +85,9 @@ class DeviceConfig(BaseModel):
     alertMax: float | None
     intervalMs: int
     offlineTimeoutS: float | None
+    stateAlert: dict[str, Any] | bool | None = Field(
+        default=None, description="this device's state alert: null = its profile's, false = none"
+    )
     metadata: dict[str, Any]
     createdAt: str
     updatedAt: str
@@ -141,6 +145,11 @@ class ConfigUpdate(BaseModel):
     intervalMs: int | None = Field(default=None, ge=10, le=86_400_000)
     status: DeviceStatus | None = None
     offlineTimeoutS: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
+    stateAlert: StateAlert | Literal[False] | None = Field(
+        default=None,
+        description="alert when the value stays at one state (a door open) for forSeconds:"
+        " null = the profile channel's stateAlert, false = none for this device",
+    )
 
 
 NOT_NULL = ("location", "unit", "intervalMs", "status")
@@ -278,8 +287,8 @@ def router(api: Api) -> APIRouter:
     async def update_config(
         device_id: DeviceIdPath, body: ConfigUpdate, who: Principal = admin
     ) -> Response:
-        """Change thresholds, interval, location, status or offline timeout (admin). Processing
-        and alerts apply it within 10 s, without a restart."""
+        """Change thresholds, interval, location, status, offline timeout or state alert
+        (admin). Processing and alerts apply it within 10 s, without a restart."""
         changes = body.model_dump(exclude_unset=True)
         nulls = [k for k in NOT_NULL if k in changes and changes[k] is None]
         if nulls:

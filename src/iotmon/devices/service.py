@@ -12,6 +12,7 @@ import orjson
 import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from iotmon.alerts.models import SEVERITIES
 from iotmon.cache import keys
@@ -20,7 +21,7 @@ from iotmon.timefmt import iso_utc
 
 COLUMNS = (
     "device_id, device_type, location, unit, normal_min, normal_max, alert_min, alert_max,"
-    " interval_ms, status, offline_timeout_s, metadata, created_at, updated_at"
+    " interval_ms, status, offline_timeout_s, metadata, created_at, updated_at, state_alert"
 )
 
 # The fields PUT /api/devices/{id}/config may change: API name -> column.
@@ -34,6 +35,7 @@ EDITABLE = {
     "intervalMs": "interval_ms",
     "status": "status",
     "offlineTimeoutS": "offline_timeout_s",
+    "stateAlert": "state_alert",  # null: the profile's; false: none; an object: this one
 }
 
 
@@ -64,6 +66,7 @@ def config_json(row: dict[str, Any]) -> dict[str, Any]:
         "alertMax": row["alert_max"],
         "intervalMs": row["interval_ms"],
         "offlineTimeoutS": row["offline_timeout_s"],
+        "stateAlert": row["state_alert"],
         "metadata": row["metadata"],
         "createdAt": iso_utc(row["created_at"]),
         "updatedAt": iso_utc(row["updated_at"]),
@@ -244,10 +247,13 @@ async def update_config(
         check_config(row, changes)
         if changes:
             sets = ", ".join(f"{EDITABLE[k]} = %({k})s" for k in changes)
+            params = {**changes, "id": device_id}
+            if params.get("stateAlert") is not None:
+                params["stateAlert"] = Jsonb(params["stateAlert"])
             await cur.execute(
                 f"UPDATE devices SET {sets}, updated_at = now() WHERE device_id = %(id)s"
                 f" RETURNING {COLUMNS}",
-                {**changes, "id": device_id},
+                params,
             )
             row = await cur.fetchone()
             assert row is not None

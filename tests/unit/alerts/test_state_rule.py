@@ -107,6 +107,24 @@ def test_rules_come_from_the_profiles_of_the_devices_that_use_them() -> None:
     assert "never 3" in bad["broken"]
 
 
+def test_a_device_s_own_state_alert_replaces_or_removes_its_profile_s() -> None:
+    profiles = {"f2": [DOOR | {"stateAlert": {"state": 1, "forSeconds": 30}}]}
+    devices = [("a", "f2"), ("b", "f2"), ("c", "f2")]
+    overrides = [
+        ("a", {"state": 1, "forSeconds": 300, "severity": "low"}, "door", "open"),
+        ("b", False, "door", "open"),
+        ("c", {"state": 1, "forSeconds": -5}, "door", "open"),  # refused: c keeps its profile's
+        ("lone", {"state": 0, "forSeconds": 60}, "pressure", None),  # no profile needed
+    ]
+    found, bad = rules.state_rules(profiles, devices, overrides)
+    assert set(found) == {"a", "c", "lone"}
+    assert (found["a"].for_s, found["a"].severity) == (300, "low")
+    assert found["a"].message() == "a: door = 1 (open) for more than 300 s"
+    assert found["c"].for_s == 30
+    assert found["lone"].message() == "lone: pressure = 0 for more than 60 s"
+    assert list(bad) == ["device c"]
+
+
 def test_the_verdict_over_time() -> None:
     rule = rules.StateRule("d", 1.0, 30.0, "medium", "door open")
     open_run = rules.Streak(1.0, at(0), at(5))

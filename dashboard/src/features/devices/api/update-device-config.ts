@@ -1,5 +1,5 @@
 import { api } from "@/lib/api-client";
-import type { DeviceDetails, Envelope } from "@/types/api";
+import type { DeviceDetails, Envelope, StateAlert } from "@/types/api";
 
 export type DeviceStatusValue = "active" | "inactive" | "maintenance" | "unregistered";
 
@@ -13,6 +13,7 @@ export interface ConfigChanges {
   location?: string;
   status?: DeviceStatusValue;
   offlineTimeoutS?: number | null;
+  stateAlert?: Partial<StateAlert> | false | null;
 }
 
 export type DeviceConfig = Omit<
