@@ -528,8 +528,8 @@ class AlertEngine:
                 _STREAKS_SQL, {"ids": part, "states": states, "since": lookback}
             )
             found = {
-                d: rules.Streak(v, since, last, known)
-                for d, v, since, last, known in await cur.fetchall()
+                d: rules.Streak(v, since, last, start_known)
+                for d, v, since, last, start_known in await cur.fetchall()
             }
             for device_id in part:
                 self.streaks[device_id] = found.get(device_id)
