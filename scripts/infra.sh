@@ -165,6 +165,8 @@ ensure_packages() {
     [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]] || pkgs+=(postgresql-15)
     command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-server)
     command -v mosquitto >/dev/null 2>&1 || pkgs+=(mosquitto)
+    # promtool and a Prometheus for the rule and dashboard checks (tests/deploy)
+    command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
     (( ${#pkgs[@]} )) || return 0
 
     as_root || die "missing packages: ${pkgs[*]}; install them (as root: apt-get install -y ${pkgs[*]}) and rerun"
