@@ -41,11 +41,14 @@ from iotmon.bus import (
     TopicSpec,
     TransactionError,
 )
+from iotmon.metrics import KafkaLag
 
 logger = log.get(__name__)
 
 TRANSACTION_TIMEOUT_MS = 15_000
 TXN_CALL_TIMEOUT_S = 30.0
+# librdkafka's statistics, for the consumer lag gauge (iotmon.metrics.KafkaLag)
+STATS_INTERVAL_MS = 5_000
 
 
 def _to_ktp(tp: TopicPartition) -> Any:
@@ -168,6 +171,7 @@ class KafkaBus:
         )
 
     def consumer(self, group_id: str, *, name: str = "iotmon") -> KafkaConsumer:
+        lag = KafkaLag(group_id)
         return KafkaConsumer(
             {
                 **self._base(),
@@ -183,7 +187,10 @@ class KafkaBus:
                 "queued.max.messages.kbytes": 262_144,
                 "fetch.wait.max.ms": 100,
                 "isolation.level": "read_committed",
-            }
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+                "stats_cb": lag,
+            },
+            lag=lag,
         )
 
     def close(self) -> None:
@@ -299,8 +306,9 @@ def _txn_error(step: str, exc: KafkaException) -> TransactionError:
 
 
 class KafkaConsumer:
-    def __init__(self, conf: dict[str, Any]) -> None:
+    def __init__(self, conf: dict[str, Any], *, lag: KafkaLag | None = None) -> None:
         self._c = _KConsumer(conf, logger=None)
+        self._lag = lag
         self._topics: list[str] = []
 
     def subscribe(
@@ -377,3 +385,5 @@ class KafkaConsumer:
 
     def close(self) -> None:
         self._c.close()
+        if self._lag is not None:
+            self._lag.clear()

@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import engineio  # type: ignore[import-untyped]
@@ -44,6 +46,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from iotmon import logging as log
+from iotmon.metrics import SOCKETIO_CLIENTS, SOCKETIO_DELIVERY
 from iotmon.readings.models import DEVICE_ID
 from iotmon.realtime import replay
 from iotmon.realtime.coalesce import Coalesced
@@ -126,6 +129,7 @@ class LiveManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 continue
             for frame in frames:
                 await sock.send(frame)
+        _delivered(message)
 
     def local_rooms(self, namespace: str = "/") -> list[str]:
         return [r for r, members in self.rooms.get(namespace, {}).items() if r and members]
@@ -202,6 +206,8 @@ class LiveService:
         self.watch_grace_s = watch_grace_s
         self.app = socketio.ASGIApp(self.sio, socketio_path="socket.io")
         self.sessions = SocketSessions(self._end, replays_per_minute)
+        me = weakref.ref(self)
+        SOCKETIO_CLIENTS.set_function(lambda: float(len(s.sessions)) if (s := me()) else 0.0)
         self.last_id: Coalesced[None, int] = Coalesced(lambda _: replay.last_id(self.redis))
         self.watch: Coalesced[str, None] = Coalesced(self._watch)
         self.log = Throttled()
@@ -516,6 +522,21 @@ def _echo(data: Any) -> Any:
             return None
         return data if len(encoded) <= 512 else None
     return None
+
+
+def _delivered(message: dict[str, Any]) -> None:
+    """The event's delivery latency, from the timestamp it carries (once per event fanned out,
+    whatever the number of recipients)."""
+    data = message.get("data")
+    payload = data[0] if isinstance(data, list) and data else None
+    stamp = payload.get("timestamp") if isinstance(payload, dict) else None
+    if not isinstance(stamp, str):
+        return
+    try:
+        at = datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return
+    SOCKETIO_DELIVERY.labels(str(message.get("event"))).observe(max(time.time() - at, 0.0))
 
 
 def _event_id(payload: Any) -> int | None:

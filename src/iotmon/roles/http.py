@@ -13,6 +13,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from iotmon import __version__
+from iotmon.metrics import dependencies
 from iotmon.roles import Role
 from iotmon.roles.runtime import Services
 from iotmon.web.asgi import BodyLimit, Observe, Observer
@@ -51,6 +52,15 @@ def make_app(services: Services, roles: Sequence[Role], needs: set[str]) -> Any:
 
     @app.get("/metrics", include_in_schema=False)  # Prometheus text, not part of the API
     async def metrics() -> Response:
+        # The dependencies as /health sees them (the same probes, kept a second), so a
+        # database or Redis away is a series Prometheus can alert on.
+        dependencies(
+            await services.probes.check(
+                services.bus if "bus" in needs else None,
+                services.database_url if "database" in needs else None,
+                services.redis_url if "redis" in needs else None,
+            )
+        )
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for role in roles:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from iotmon import logging as log
+from iotmon.metrics import watch_pool
 from iotmon.realtime.server import LiveService
 from iotmon.roles.runtime import Services, tune_gc
 from iotmon.web import auth
@@ -51,6 +52,7 @@ class WebRole:
             # After a PostgreSQL restart the pool would hand out dead connections once each.
             check=AsyncConnectionPool.check_connection,
         )
+        watch_pool("api", self.pool)
         self._devices: set[str] = set()
         self._devices_at = -1e18
         self.live = LiveService(
