@@ -34,6 +34,7 @@ from iotmon.alerts.models import CANDIDATE_TYPES, SEVERITIES, Alert
 from iotmon.alerts.notify import Notifier
 from iotmon.cache import keys
 from iotmon.devices.models import offline_timeout
+from iotmon.metrics import REDIS_ERRORS
 from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
@@ -206,6 +207,14 @@ class AlertEngine:
         logger.info("alerts:active resynced from PostgreSQL")
         return True
 
+    @_serialized
+    async def open_by_severity(self) -> dict[str, int]:
+        """Alerts not resolved (active or acknowledged), by severity."""
+        cur = await self.conn.execute(
+            "SELECT severity, count(*) FROM alerts WHERE status <> 'resolved' GROUP BY severity"
+        )
+        return {str(s): int(n) for s, n in await cur.fetchall()}
+
     async def _refresh_devices(self) -> None:
         """Normal spans (for severity) and offline timeouts, re-read every 10 s so edits to
         the devices table take effect without a restart."""
@@ -272,6 +281,7 @@ class AlertEngine:
             else:
                 await self.redis.hset(ACTIVE_KEY, str(alert.id), orjson.dumps(alert.as_event()))
         except RedisError as exc:
+            REDIS_ERRORS.labels("alerts").inc()
             self._mirror_stale = True
             logger.warning("alerts:active not updated; resynced later", error=str(exc)[:200])
         if event is None:
@@ -503,6 +513,7 @@ class AlertEngine:
             try:
                 scores = await self.redis.zmscore(LAST_SEEN_KEY, known)
             except RedisError as exc:
+                REDIS_ERRORS.labels("alerts").inc()
                 scores = [None] * len(known)
                 mono = time.monotonic()
                 if mono - self._state_redis_logged >= 10:

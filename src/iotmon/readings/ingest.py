@@ -32,6 +32,7 @@ import psycopg
 from prometheus_client import Counter, Histogram
 
 from iotmon import logging as log
+from iotmon import metrics
 from iotmon.bus import OFFSET_BEGINNING, Bus, BusError, Consumer, Message, TopicPartition
 from iotmon.bus.pipeline import DeadLetters, Reasons, decode_batch, isolate, refused_by_database
 from iotmon.db import partitions
@@ -56,6 +57,9 @@ BATCH_SECONDS = Histogram(
     "Time to validate and commit one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+BATCH_TOOK = metrics.BATCH_SECONDS.labels("ingestion")
+BATCH_SIZE = metrics.BATCH_MESSAGES.labels("ingestion")
+AGE = metrics.READING_AGE.labels("ingestion")
 FENCED = Counter(
     "iotmon_ingest_fenced_batches_total",
     "Batches dropped because another consumer owns their partition now",
@@ -332,8 +336,10 @@ class Ingestor:
             REJECTED.labels(rej.reason).inc()
         rows = batch.rows
         conn = self.conn
+        newest_at = None
         if rows:  # every day from the oldest to the newest reading of the batch
-            oldest, newest = min(map(_ts, rows)).date(), max(map(_ts, rows)).date()
+            newest_at = max(map(_ts, rows))
+            oldest, newest = min(map(_ts, rows)).date(), newest_at.date()
             days = {oldest + timedelta(days=d) for d in range((newest - oldest).days + 1)}
             days -= self._known_days
             if days:
@@ -368,7 +374,12 @@ class Ingestor:
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
         INGESTED.inc(len(rows) - len(refused))
-        BATCH_SECONDS.observe(time.perf_counter() - batch.started)
+        took = time.perf_counter() - batch.started
+        BATCH_SECONDS.observe(took)
+        BATCH_TOOK.observe(took)
+        BATCH_SIZE.observe(len(batch.messages))
+        if newest_at is not None:
+            AGE.observe(max(time.time() - newest_at.timestamp(), 0.0))
 
     def _commit(
         self,

@@ -30,6 +30,8 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from iotmon.metrics import REDIS_ERRORS
+
 CHANNEL = "socketio"  # python-socketio's default
 SEQ_KEY = "live:seq"
 WATCHED_KEY = "live:watched"
@@ -201,5 +203,5 @@ class WatchedRooms:
                 _, rooms = pipe.execute()
                 self._rooms = {r.decode() for r in rooms}
             except redis.RedisError:
-                pass
+                REDIS_ERRORS.labels("processing").inc()
         return self._rooms

@@ -18,6 +18,7 @@ from iotmon import logging as log
 from iotmon.alerts import rules
 from iotmon.alerts.candidates import decode_many as candidates_decode_many
 from iotmon.alerts.engine import AlertEngine
+from iotmon.alerts.models import SEVERITIES
 from iotmon.alerts.notify import Notifier, NotifyConfig
 from iotmon.bus import BusError, Message, TopicPartition, consume_available
 from iotmon.bus.pipeline import (
@@ -29,6 +30,7 @@ from iotmon.bus.pipeline import (
     refused_by_database,
 )
 from iotmon.config import Settings, secret
+from iotmon.metrics import ALERTS_OPEN, BATCH_MESSAGES, BATCH_SECONDS
 from iotmon.realtime.publish import AsyncLivePublisher, Encoder
 from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services
@@ -47,6 +49,8 @@ def _refused(exc: BaseException) -> bool:
 OFFLINE_POLL_S = 0.2
 STATE_POLL_S = 0.5
 HOUSEKEEPING_S = 5.0
+BATCH_SIZE = BATCH_MESSAGES.labels("alerts")
+BATCH_TOOK = BATCH_SECONDS.labels("alerts")
 
 
 def notify_config(s: Settings) -> NotifyConfig:
@@ -126,6 +130,7 @@ class AlertsRole:
                 msgs = await asyncio.to_thread(consume_available, consumer, 500, 0.2)
                 if not msgs:
                     continue
+                started = time.perf_counter()
                 candidates, rejected = decode_batch(
                     candidates_decode_many, [m.value() or b"" for m in msgs]
                 )
@@ -144,6 +149,8 @@ class AlertsRole:
                 for m in msgs:
                     last[m.partition()] = m.offset()  # type: ignore[index,assignment]
                 consumer.commit([TopicPartition(ends.topic, p, o + 1) for p, o in last.items()])
+                BATCH_SIZE.observe(len(msgs))
+                BATCH_TOOK.observe(time.perf_counter() - started)
         finally:
             for t in tasks:
                 t.cancel()
@@ -292,6 +299,9 @@ class AlertsRole:
                 await self.engine.escalate_due()
                 await self.engine.resolve_quiet_anomalies()
                 await self.engine.resync_active()
+                by_severity = await self.engine.open_by_severity()
+                for severity in SEVERITIES:
+                    ALERTS_OPEN.labels(severity).set(by_severity.get(severity, 0))
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 logger.error("alert housekeeping: database unavailable", error=str(exc)[:300])
                 await self._reconnect(self.engine)

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
 from iotmon import logging as log
+from iotmon import metrics
 from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, consume_available
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.cache import keys
@@ -40,6 +41,10 @@ logger = log.get(__name__)
 PROCESSED = Counter("iotmon_processing_readings_total", "Readings counted into live statistics")
 CANDIDATES = Counter("iotmon_alert_candidates_total", "Alert candidates published", ["type"])
 DEVICES = Gauge("iotmon_processing_devices", "Devices with live state")
+BATCH_SIZE = metrics.BATCH_MESSAGES.labels("processing")
+BATCH_TOOK = metrics.BATCH_SECONDS.labels("processing")
+AGE = metrics.READING_AGE.labels("processing")
+REDIS_ERRORS = metrics.REDIS_ERRORS.labels("processing")
 
 # Redis writes go out every 100 ms in small slices rather than once a second in one big one:
 # at 10,000 devices a one-second flush held the consuming thread for a few hundred ms, which
@@ -217,6 +222,7 @@ class ProcessingRole:
             while not stop.is_set():
                 msgs = consume_available(consumer, 5000, 0.2)
                 if msgs:
+                    started = time.perf_counter()
                     now_dt = datetime.now(UTC)
                     now = now_dt.timestamp()
                     rows, rejected = self._decode([m.value() or b"" for m in msgs], now_dt)
@@ -227,6 +233,11 @@ class ProcessingRole:
                     PROCESSED.inc(len(rows))
                     for m in msgs:
                         self._positions[m.partition()] = m.offset() + 1  # type: ignore[index,operator]
+                    BATCH_SIZE.observe(len(msgs))
+                    BATCH_TOOK.observe(time.perf_counter() - started)
+                    if rows:
+                        newest = max(row[Col.TIMESTAMP] for row in rows).timestamp()
+                        AGE.observe(max(now - newest, 0.0))
                 mono = time.monotonic()
                 if mono - last_reload >= CONFIG_RELOAD_S:
                     self._reload_configs()
@@ -362,6 +373,7 @@ class ProcessingRole:
 
     def _redis_down(self, what: str, exc: Exception) -> None:
         """Log a Redis outage once every 10 s, not at every flush (every 100 ms)."""
+        REDIS_ERRORS.inc()
         mono = time.monotonic()
         if mono - self._redis_error_logged >= 10:
             self._redis_error_logged = mono

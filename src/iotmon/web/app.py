@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iotmon import __version__
 from iotmon import logging as log
+from iotmon.metrics import REDIS_ERRORS
 from iotmon.readings.models import DEVICE_ID
 from iotmon.roles.runtime import Services
 from iotmon.timefmt import iso_utc
@@ -250,6 +251,7 @@ class Api:
             try:
                 await self.publisher.emit(event, payload, room)
             except aioredis.RedisError as exc:  # live events are best effort
+                REDIS_ERRORS.labels("web").inc()
                 self.log.warning("socket.io emit failed", socket_event=event, error=str(exc))
 
         async with self.pool.connection() as conn:
@@ -342,6 +344,7 @@ class Api:
         try:
             return await service.live(self.redis, device_ids, windows=windows)
         except aioredis.RedisError as exc:
+            REDIS_ERRORS.labels("web").inc()
             self.log.warning("redis unavailable: answering without live state", error=str(exc))
             empty = {"current": None, "lastSeen": None} | {f"stats{w}": None for w in windows}
             return {d: dict(empty) for d in device_ids}
@@ -509,6 +512,7 @@ class Api:
             pipe.expire(key, 61)
             count, _ = await pipe.execute()
         except aioredis.RedisError:
+            REDIS_ERRORS.labels("web").inc()
             return None  # the limiter fails open: Redis down must not take the API down
         if int(count) > limit:
             retry = max(1, int((window + 1) * 60 - now) + 1)
