@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 CONSUMER_LAG = Gauge(
@@ -187,3 +187,87 @@ def dependencies(checks: dict[str, Any]) -> None:
     for name, result in checks.items():
         DEPENDENCY_UP.labels(name).set(1 if result.get("status") == "healthy" else 0)
         DEPENDENCY_SECONDS.labels(name).set(float(result.get("responseTime", 0)) / 1000)
+
+
+class _Counted(Collector):
+    """Counters a role already keeps for its /health status, read at scrape time (the MQTT
+    bridge's and decoder's): nothing added to their loops."""
+
+    def __init__(self, read: Any) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Any]:
+        return list(self._read())
+
+
+def watch_mqtt_bridge(stats: Any) -> None:
+    """/metrics of the MQTT bridge from its ``BridgeStats`` (mqtt/bridge.py)."""
+
+    def read() -> Iterator[Any]:
+        messages = CounterMetricFamily(
+            "iotmon_mqtt_bridge_messages",
+            "MQTT messages received from the broker, forwarded to mqtt-raw, acknowledged back",
+            labels=["stage"],
+        )
+        for stage in ("received", "forwarded", "acked"):
+            messages.add_metric([stage], int(getattr(stats, stage)))
+        yield messages
+        yield CounterMetricFamily(
+            "iotmon_mqtt_bridge_connects", "Connections made to the broker", value=stats.connects
+        )
+        yield GaugeMetricFamily(
+            "iotmon_mqtt_bridge_connected",
+            "1 while the bridge is connected to the broker",
+            value=1 if stats.connected else 0,
+        )
+
+    _register("mqtt-bridge", _Counted(read))
+
+
+DECODER_OUTCOMES = {
+    "consumed": "consumed",
+    "produced": "produced",
+    "deadLettered": "dead_lettered",
+    "duplicates": "duplicate",
+    "replayed": "replayed",
+}
+
+
+def watch_mqtt_decoder(stats: dict[str, int]) -> None:
+    """/metrics of the MQTT decoder from its status counters (roles/mqtt_decoder.py)."""
+
+    def read() -> Iterator[Any]:
+        messages = CounterMetricFamily(
+            "iotmon_mqtt_decoder_messages",
+            "mqtt-raw messages consumed, readings produced to sensors-data, messages"
+            " dead-lettered, duplicates dropped, redeliveries replayed",
+            labels=["outcome"],
+        )
+        for key, outcome in DECODER_OUTCOMES.items():
+            messages.add_metric([outcome], int(stats.get(key, 0)))
+        yield messages
+        txns = CounterMetricFamily(
+            "iotmon_mqtt_decoder_transactions",
+            "Kafka transactions of the decoder (readings and offsets together)",
+            labels=["outcome"],
+        )
+        txns.add_metric(["committed"], int(stats.get("transactions", 0)))
+        txns.add_metric(["aborted"], int(stats.get("aborted", 0)))
+        yield txns
+
+    _register("mqtt-decoder", _Counted(read))
+
+
+_watched: dict[str, Collector] = {}
+_watched_lock = threading.Lock()
+
+
+def _register(key: str, collector: Collector) -> None:
+    """One collector per ``key`` in a process: a role built again (tests, embedded restarts)
+    replaces the one before, whose figures are gone with it."""
+    with _watched_lock:
+        old = _watched.pop(key, None)
+        if old is not None:
+            REGISTRY.unregister(old)
+        REGISTRY.register(collector)
+        _watched[key] = collector

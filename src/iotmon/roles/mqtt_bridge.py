@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from iotmon.config import secret
+from iotmon.metrics import watch_mqtt_bridge
 from iotmon.mqtt.bridge import Bridge, BridgeConfig, shared
 from iotmon.roles.runtime import ConfigurationError, Services, run_in_thread
 
@@ -37,6 +38,7 @@ class MqttBridgeRole:
             ),
             services.bus.producer(name="iotmon-mqtt-bridge"),
         )
+        watch_mqtt_bridge(self.bridge.stats)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

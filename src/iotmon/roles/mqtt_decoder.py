@@ -39,6 +39,7 @@ from iotmon.bus import (
     consume_available,
 )
 from iotmon.bus.pipeline import DeadLetters, Rejection, decode_batch
+from iotmon.metrics import watch_mqtt_decoder
 from iotmon.mqtt.decoder import Catalog, Decoded, Dedup, decode_record
 from iotmon.mqtt.decoders import Reason
 from iotmon.profiles.service import load_all
@@ -80,6 +81,7 @@ class MqttDecoderRole:
             "transactions": 0,
             "aborted": 0,
         }
+        watch_mqtt_decoder(self.stats)
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_in_thread(self._run, stop)
