@@ -244,6 +244,8 @@ async def _live_line(roles: list[Any], stop: asyncio.Event) -> None:
             f"readings/s stored {rate:8.1f} | stored {stored:,} | "
             f"rejected {ing.get('rejected', 0):,} | sent {sim.get('sent', 0):,}"
         )
+        if "mqtt" in sim:  # the simulator's MQTT devices: messages (an F2 one: several readings)
+            line += f" | mqtt {sim['mqtt']['published']:,}"
         if tty:
             console.print(f"\r{line}", end="", soft_wrap=True, highlight=False)
         elif now - last_print >= 10:
