@@ -400,6 +400,7 @@ class MqttLink:
         self.qos = qos
         self.stats = LinkStats()
         self.clients: dict[str, mqtt.Client] = {}
+        self._refused: set[str] = set()
 
     def open(self, device_ids: Iterable[str]) -> None:
         for device in device_ids:
@@ -425,10 +426,15 @@ class MqttLink:
 
     def _on_connect(self, client: Any, device: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            logger.error(
-                "simulated device refused by the broker", device=device, reason=str(reason)
-            )
+            if device not in self._refused:  # once per device, not at every retry
+                self._refused.add(device)
+                logger.error(
+                    "simulated device refused by the broker (credentials: IOTMON_MQTT_ADMIN_URL)",
+                    device=device,
+                    reason=str(reason),
+                )
             return
+        self._refused.discard(device)
         self.stats.connected += 1
 
     def _on_disconnect(self, client: Any, device: Any, flags: Any, reason: Any, props: Any) -> None:
