@@ -133,6 +133,9 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
             "IOTMON_INGESTION_GROUP": settings.ingestion_group,
             "IOTMON_DATA_DIR": str(settings.data_dir),
             "IOTMON_LOG_JSON": "true",
+            # no embedded MQTT broker (and so no MQTT devices) in a child `iotmon up`: port
+            # 1883 is one per machine; a test about MQTT sets its own port
+            "IOTMON_MQTT_EMBEDDED_PORT": "0",
         }
     )
     return env
