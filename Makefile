@@ -33,6 +33,7 @@ lint: setup
 ## test: set up, start the real services, run every check and test (end-to-end in Chromium too)
 test: lint dashboard-check dashboard infra-up
 	scripts/dashboard.sh browser
+	scripts/helm.sh path  # Helm for tests/deploy: built once from the Go module proxy, then cached
 	$(INFRA_ENV) && $(RUN) iotmon topics create && $(RUN) pytest -ra
 
 unit: setup
