@@ -338,9 +338,17 @@ dir $STATE/redis
 save ""
 appendonly no
 databases 16
+# As in deploy/ (compose, Helm): evict only keys with a TTL; see deploy/README.md, "Redis memory".
+maxmemory 512mb
+maxmemory-policy volatile-lru
 EOF
     if pid_alive "$REDIS_PID" redis-server; then
-        if redis_ping; then log "redis: already running on $HOST:$REDIS_PORT"; return 0; fi
+        if redis_ping; then
+            # a server started before these settings were in redis.conf takes them now
+            timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" config set maxmemory 512mb >/dev/null 2>&1 || true
+            timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" config set maxmemory-policy volatile-lru >/dev/null 2>&1 || true
+            log "redis: already running on $HOST:$REDIS_PORT"; return 0
+        fi
         log "redis: running but not answering on $HOST:$REDIS_PORT, restarting"
         stop_pid redis "$REDIS_PID" redis-server 20
     fi
