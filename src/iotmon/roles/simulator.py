@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from iotmon import logging as log
-from iotmon.config import secret
+from iotmon.config import Settings, secret
 from iotmon.devices.models import SEEDED, DeviceSpec
 from iotmon.roles.runtime import ConfigurationError, Services
 from iotmon.simulator import mqtt as sim_mqtt
@@ -93,7 +93,7 @@ class SimulatorRole:
         self.producer.produce(self.topic, value, key=key)
 
     # --- MQTT ------------------------------------------------------------------------------
-    def _mqtt_fleet(self, s: Any) -> None:
+    def _mqtt_fleet(self, s: Settings) -> None:
         url = secret(s.mqtt_url)
         if url is None:
             raise ConfigurationError(
@@ -103,6 +103,14 @@ class SimulatorRole:
             raise ConfigurationError(
                 f"simulator transport {self.transport!r} needs IOTMON_DATABASE_URL: its MQTT"
                 " devices are registered there with their profiles, or the decoder drops them"
+            )
+        connections = s.simulator_f2_controllers + (
+            s.simulator_devices if self.transport == "mqtt" else len(SEEDED)
+        )
+        if connections > sim_mqtt.MAX_CONNECTIONS:
+            raise ConfigurationError(
+                f"{connections} simulated MQTT devices: at most {sim_mqtt.MAX_CONNECTIONS}, each"
+                " has a connection (and a thread) of its own; lower IOTMON_SIMULATOR_DEVICES"
             )
         self.link = sim_mqtt.MqttLink(url, root=s.mqtt_topic_root)
         if self.transport == "both":

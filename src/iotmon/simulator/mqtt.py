@@ -50,6 +50,7 @@ logger = log.get(__name__)
 F2_PROFILE = "f2-smart-controller"
 F2_FIRST = 0xE4FD45F654BE  # seed 002's controller, f2-e4fd45f654be; the next ones count up
 MQTT_SPEC_PREFIX = "mqtt-"  # the specification's devices over MQTT beside the Kafka ones
+MAX_CONNECTIONS = 500  # one MQTT connection (a paho client and its thread) per device
 
 # Connectors (the fourth topic level) of a simulated controller, and its components.
 DOORS = ("access-control-mode", "J1", "door-sensors")
