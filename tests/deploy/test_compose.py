@@ -1,6 +1,8 @@
 """deploy/docker-compose.yml, deploy/Dockerfile and .dockerignore, checked without a Docker
-engine (none runs here): the compose file's references resolve (services, volumes, files
-mounted, anchors merged), every iotmon role of the registry runs with the right command and port,
+engine (none runs here): the compose file loads with compose-go, the loader of `docker compose`
+itself (the compose-spec schema, interpolation, merges, consistency: scripts/compose-check.sh),
+its references resolve (services, volumes, files mounted), every iotmon role of the registry
+runs with the right command and port,
 resources are those of specification 001 section 7.1, Redis has maxmemory and its eviction
 policy, Prometheus gets its rules; the image builds the dashboard and serves it. What these
 cannot show: that the images pull and the stack starts (deploy/README.md says so).
@@ -9,7 +11,10 @@ cannot show: that the images pull and the stack starts (deploy/README.md says so
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +48,101 @@ SIZING = {
 }
 
 
+pytestmark = pytest.mark.timeout(900)  # the checker's first build (Go module proxy)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     return data
+
+
+@pytest.fixture(scope="module")
+def checker() -> str:
+    out = subprocess.run(
+        [str(REPO / "scripts" / "compose-check.sh"), "path"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=800,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def load(checker: str, path: Path) -> subprocess.CompletedProcess[str]:
+    # a clean environment: the ${...:-default} interpolations take their defaults
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(Path.home())}
+    return subprocess.run(
+        [checker, str(path)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def project(checker: str) -> dict[str, Any]:
+    """The project as `docker compose config` would see it."""
+    out = load(checker, DEPLOY / "docker-compose.yml")
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def test_the_compose_loader_takes_the_file(project: dict[str, Any]) -> None:
+    services = project["services"]
+    assert set(ROLE_SERVICES) <= set(services)
+    # the merges (<<: [role, mqtt]) as Compose does them, not only as PyYAML does
+    for role in ("web", "mqtt-bridge", "mqtt-decoder"):
+        svc = services[role]
+        assert svc["command"] == ["run", role]
+        assert svc["entrypoint"][:2] == ["/bin/sh", "-c"]
+        assert 'exec iotmon "$@"' in svc["entrypoint"][2]  # $$ interpolated to $
+        (mount,) = svc["volumes"]
+        assert mount["source"] == "mqttsecrets"
+        assert mount["read_only"] is True
+        assert "init" in svc["depends_on"]
+    # 001 7.1 limits, in bytes and CPUs after normalization
+    web = services["web"]["deploy"]["resources"]
+    assert web["limits"]["cpus"] == 0.4
+    assert int(web["limits"]["memory"]) == 512 << 20
+    assert services["ingestion"]["deploy"]["replicas"] == 3
+    assert services["redis"]["command"][1:5] == [
+        "--maxmemory",
+        "384mb",
+        "--maxmemory-policy",
+        "volatile-lru",
+    ]
+    rules = [v for v in services["prometheus"]["volumes"] if v["target"].endswith("rules.yml")]
+    assert rules
+    assert Path(rules[0]["source"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "error"),
+    [
+        (
+            lambda d: d["services"]["web"]["depends_on"].update(
+                nosuch={"condition": "service_started"}
+            ),
+            "undefined service",
+        ),
+        (lambda d: d["services"]["redis"].update(memlimit="1g"), "memlimit"),
+        (lambda d: d["services"]["web"].update(volumes=["nosuchvolume:/x"]), "undefined volume"),
+        (lambda d: d["services"]["kafka"]["deploy"].update(replicas="three"), "replicas"),
+    ],
+    ids=["unknown-service", "unknown-key", "undeclared-volume", "wrong-type"],
+)
+def test_the_compose_loader_refuses_a_broken_file(
+    checker: str, compose: dict[str, Any], tmp_path: Path, breakage: Any, error: str
+) -> None:
+    """The check above can fail: the same file, broken one way, is refused with the reason."""
+    broken = json.loads(json.dumps(compose))
+    breakage(broken)
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    for rel in ("prometheus", "mosquitto"):  # the files it mounts, beside it
+        (tmp_path / rel).symlink_to(DEPLOY / rel)
+    out = load(checker, path)
+    assert out.returncode == 1
+    assert error in out.stderr
 
 
 def test_every_reference_resolves(compose: dict[str, Any]) -> None:
