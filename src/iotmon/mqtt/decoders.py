@@ -259,7 +259,9 @@ def _value(channel: Channel, raw: Any, doc: Any, payload: bytes) -> tuple[float,
             f"{name}: bytes {reg.byteOffset}-{end - 1} are past the {len(frame)}-byte frame",
         )
     number = int.from_bytes(frame[reg.byteOffset : end], reg.endian, signed=reg.signed)
-    return number * reg.scale + reg.offset, {"raw": frame.hex()}
+    # 12 significant digits: 474 * 0.1 is stored as 47.4, not 47.400000000000006 (the
+    # register's integer has at most 8 bytes, and stored values stay within +-1e12).
+    return float(f"{number * reg.scale + reg.offset:.12g}"), {"raw": frame.hex()}
 
 
 def _text(name: str, payload: bytes) -> str:

@@ -92,6 +92,16 @@ def test_hex_registers_temperature_humidity_pressure_from_one_frame() -> None:
     assert got[0]["timestamp"] == "2026-12-10T00:00:00.000Z"
 
 
+def test_hex_register_values_are_stored_without_float_noise() -> None:
+    # 474 * 0.1 is 47.400000000000006 in binary floating point; the reading says 47.4.
+    got = ok(
+        f"cmnd/{DEV}/rs485-mode/J3/sensor-data",
+        {"timestamp": 1796860800, "data": "0x0000 01DA 00000000"},
+    )
+    values = {r["metadata"]["channel"]: r["value"] for r in got}
+    assert values["humidity"] == 47.4
+
+
 def test_json_number_of_a_specification_device_is_a_valid_reading() -> None:
     got = ok(
         "devices/device-001/telemetry",
