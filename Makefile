@@ -2,15 +2,19 @@
 SHELL := /bin/bash
 UV := $(shell scripts/bootstrap.sh)
 RUN := $(UV) run --frozen
+# make run: only what running needs (no test or lint tools); --inexact keeps a developer's
+# tools in an existing .venv, a fresh clone gets none. `uv run --no-sync` then uses it as is
+# (a plain `uv run` would sync the dev group back in).
+RUN_ONLY := $(UV) run --frozen --no-sync
 INFRA_ENV = set -a && source <(scripts/infra.sh env) && set +a
 
-.PHONY: run test setup lint dashboard dashboard-check unit integration infra-up infra-down infra-status bench-ingest bench-api bench-ws clean
+.PHONY: run test setup setup-run lint dashboard dashboard-check unit integration infra-up infra-down infra-status bench-ingest bench-api bench-ws clean
 
 ## run: set up, build the dashboard, then start every role in one process on embedded services
 ## (dashboard and API at http://127.0.0.1:8000). Without Node.js the API still runs.
-run: setup
+run: setup-run
 	scripts/dashboard.sh build || echo "make run: continuing without the dashboard (API at /api)"
-	$(RUN) iotmon up
+	$(RUN_ONLY) iotmon up
 
 ## dashboard: install the dashboard's locked dependencies and build it (dashboard/dist)
 dashboard:
@@ -20,9 +24,13 @@ dashboard:
 dashboard-check:
 	scripts/dashboard.sh check
 
-## setup: install the locked dependencies
+## setup: install the locked dependencies, with the test and lint tools (make test)
 setup:
 	$(UV) sync --frozen
+
+## setup-run: install the locked dependencies that running needs (make run)
+setup-run:
+	$(UV) sync --frozen --no-dev --inexact
 
 ## lint: ruff, formatting, mypy (strict) on src/
 lint: setup
