@@ -328,11 +328,16 @@ def test_dashboards_and_rules_on_a_running_system(
                 result, _ = prom.query(name)
                 assert result, f"{r['alert']} reads {name}, which no role exports"
 
-        # The alert this system should raise: every webhook notification failed.
-        result, _ = prom.query(
-            next(r["expr"] for r in rules() if r["alert"] == "IotmonNotificationsFailing")
-        )
-        assert [x["metric"].get("channel") for x in result] == ["webhook"]
+        # The alert this system should raise: every webhook notification failed (once the
+        # failures counted grew between two scrapes: a rate needs that).
+        failing = next(r["expr"] for r in rules() if r["alert"] == "IotmonNotificationsFailing")
+
+        def notifications_failing() -> tuple[bool, Any]:
+            result, _ = prom.query(failing)
+            channels = [x["metric"].get("channel") for x in result]
+            return channels == ["webhook"], channels
+
+        until(notifications_failing, "IotmonNotificationsFailing's condition", 120, s, prom)
         # and the one it must not: every role is up.
         result, _ = prom.query(next(r["expr"] for r in rules() if r["alert"] == "IotmonRoleDown"))
         assert result == []
