@@ -18,6 +18,9 @@ export interface ConfigValues {
 
 export type ConfigErrors = Partial<Record<keyof ConfigValues, string>>;
 
+/** Every field the form edits (a device's own state alert is not one of them). */
+export type FormChanges = Required<Omit<ConfigChanges, "stateAlert">>;
+
 const str = (v: number | null | undefined) => (v === null || v === undefined ? "" : String(v));
 
 export function initialValues(d: DeviceDetails): ConfigValues {
@@ -44,7 +47,7 @@ function num(s: string): number | null | undefined {
 /** The errors of a form, by field (empty when it is valid), and the parsed values. */
 export function validateConfig(v: ConfigValues): {
   errors: ConfigErrors;
-  parsed: Required<ConfigChanges>;
+  parsed: FormChanges;
 } {
   const errors: ConfigErrors = {};
   const n = {
@@ -95,9 +98,9 @@ export function validateConfig(v: ConfigValues): {
 }
 
 /** Only what differs from the device as it is. */
-export function changesFrom(d: DeviceDetails, parsed: Required<ConfigChanges>): ConfigChanges {
+export function changesFrom(d: DeviceDetails, parsed: FormChanges): ConfigChanges {
   const out: ConfigChanges = {};
-  const current: Required<ConfigChanges> = {
+  const current: FormChanges = {
     normalMin: d.normalMin,
     normalMax: d.normalMax,
     alertMin: d.alertMin,
@@ -107,7 +110,7 @@ export function changesFrom(d: DeviceDetails, parsed: Required<ConfigChanges>): 
     status: d.status as DeviceStatusValue,
     offlineTimeoutS: d.offlineTimeoutS,
   };
-  for (const k of Object.keys(parsed) as (keyof ConfigChanges)[]) {
+  for (const k of Object.keys(parsed) as (keyof FormChanges)[]) {
     if (parsed[k] !== current[k]) (out as Record<string, unknown>)[k] = parsed[k];
   }
   return out;
