@@ -51,7 +51,14 @@ export default function Page() {
         </p>
       ) : null}
       <ErrorBoundary area="Live chart">
-        <LiveChart deviceId={device.deviceId} unit={device.unit} thresholds={thresholds} type={device.type} />
+        <LiveChart
+          key={device.deviceId}
+          deviceId={device.deviceId}
+          unit={device.unit}
+          thresholds={thresholds}
+          type={device.type}
+          intervalMs={device.intervalMs}
+        />
       </ErrorBoundary>
       <ErrorBoundary area="History">
         <HistoryChart

@@ -4,7 +4,8 @@ import type { Envelope, History } from "@/types/api";
 export interface HistoryArgs {
   deviceId: string;
   from: string; // ISO 8601
-  to: string;
+  /** ISO 8601; none = until now (the server's now: what was stored up to the answer). */
+  to?: string;
   limit?: number;
 }
 

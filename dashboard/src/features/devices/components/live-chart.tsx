@@ -4,15 +4,12 @@ import { useMemo } from "react";
 
 import { Plot, type PlotData, type PlotLayout } from "@/components/plot";
 import { useTheme } from "@/components/theme";
-import { useLiveState } from "@/features/devices/hooks/use-live-reading";
-import { sortedPoints } from "@/features/devices/utils/readings";
+import { useLiveSeries } from "@/features/devices/hooks/use-live-series";
+import { DEFAULT_INTERVAL_MS } from "@/features/devices/utils/readings";
 import { stateAxis } from "@/features/devices/utils/states";
 import { thresholdShapes } from "@/features/devices/utils/thresholds";
 import { env } from "@/config/env";
-import type { LivePoint } from "@/lib/live/slice";
 import type { Thresholds } from "@/types/api";
-
-const NONE: LivePoint[] = [];
 
 interface Props {
   deviceId: string;
@@ -20,13 +17,15 @@ interface Props {
   thresholds: Thresholds;
   /** The sensor type: a state (door, siren...) is drawn as steps between its two labels. */
   type?: string;
+  /** The device's nominal reporting interval: how far back the recent readings are asked for. */
+  intervalMs?: number;
 }
 
-/** The last env.livePoints live readings, redrawn in place (at most once a frame). */
-export function LiveChart({ deviceId, unit, thresholds, type }: Props) {
-  const live = useLiveState(deviceId);
+/** The last env.livePoints readings, the recent ones from the API at once, then live ones as
+ * they come, redrawn in place (at most once a frame). */
+export function LiveChart({ deviceId, unit, thresholds, type, intervalMs = DEFAULT_INTERVAL_MS }: Props) {
+  const { points, loading } = useLiveSeries(deviceId, intervalMs);
   const { dark } = useTheme();
-  const points = useMemo(() => sortedPoints(live?.points ?? NONE), [live?.points]);
   const state = useMemo(() => stateAxis(type), [type]);
   const data = useMemo<PlotData>(
     () => [
@@ -62,7 +61,9 @@ export function LiveChart({ deviceId, unit, thresholds, type }: Props) {
       </div>
       <div className="live-chart" data-testid="live-chart" data-points={points.length}>
         <Plot data={data} layout={layout} name={`${deviceId} live`} height={260} />
-        {points.length === 0 ? <p className="chart-empty muted">Waiting for live data…</p> : null}
+        {points.length === 0 ? (
+          <p className="chart-empty muted">{loading ? "Loading the recent readings…" : "Waiting for live data…"}</p>
+        ) : null}
       </div>
     </section>
   );
