@@ -267,8 +267,13 @@ def _role(doc: Any) -> str:
     return str(doc["metadata"]["labels"]["app.kubernetes.io/component"])
 
 
+def _workloads(docs: list[Any]) -> list[Any]:
+    return of_kind(docs, "Deployment") + of_kind(docs, "StatefulSet")
+
+
 def _iotmon_deployments(docs: list[Any]) -> dict[str, Any]:
-    return {_role(d): d for d in of_kind(docs, "Deployment") if _role(d) != "redis"}
+    """The role workloads by role: Deployments, StatefulSets for the MQTT roles."""
+    return {_role(d): d for d in _workloads(docs) if _role(d) != "redis"}
 
 
 def test_a_deployment_per_role_of_the_registry(rendered: dict[str, list[Any]]) -> None:
@@ -287,13 +292,33 @@ def test_a_deployment_per_role_of_the_registry(rendered: dict[str, list[Any]]) -
             assert env["IOTMON_HTTP_PORT"] == str(ROLES[name].default_port)
 
 
+def test_the_mqtt_roles_keep_their_identity_across_restarts(
+    rendered: dict[str, list[Any]],
+) -> None:
+    """The bridge's MQTT client id (its persistent session) and the decoder's Kafka
+    transactional id come from the hostname (unless set): a StatefulSet keeps a pod's name
+    across restarts, a Deployment's replacement pod gets a new one."""
+    docs = rendered["production"]
+    services = {_role(s): s for s in of_kind(docs, "Service")}
+    for name in ("mqtt-bridge", "mqtt-decoder"):
+        (sts,) = [d for d in of_kind(docs, "StatefulSet") if _role(d) == name]
+        assert sts["spec"]["serviceName"] == services[name]["metadata"]["name"]
+        assert services[name]["spec"]["clusterIP"] == "None"
+        assert sts["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+        assert sts["spec"]["replicas"] == 2
+        env = {e["name"] for c in containers(sts) for e in c["env"]}
+        assert not env & {"IOTMON_MQTT_CLIENT_ID", "IOTMON_MQTT_DECODER_ID"}
+    assert {_role(d) for d in of_kind(docs, "StatefulSet")} == {"mqtt-bridge", "mqtt-decoder"}
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_deployment_has_probes_resources_and_runs_unprivileged(
     rendered: dict[str, list[Any]], variant: str
 ) -> None:
-    for dep in of_kind(rendered[variant], "Deployment"):
+    for dep in _workloads(rendered[variant]):
         spec = dep["spec"]
-        assert spec["strategy"]["type"] in ("RollingUpdate", "Recreate")
+        strategy = spec["strategy" if dep["kind"] == "Deployment" else "updateStrategy"]
+        assert strategy["type"] in ("RollingUpdate", "Recreate")
         pod = spec["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -308,7 +333,7 @@ def test_every_deployment_has_probes_resources_and_runs_unprivileged(
             assert sc["capabilities"]["drop"] == ["ALL"]
         if _role(dep) == "redis":
             continue
-        assert spec["strategy"]["type"] == "RollingUpdate"
+        assert strategy["type"] == "RollingUpdate"
         (c,) = pod["containers"]
         # Readiness follows the dependencies (/health is 503 while one is down); liveness
         # and start-up ask only whether the process serves (/metrics), so an outage of

@@ -139,3 +139,8 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* Roles run as StatefulSets: their hostname is their identity (see deployments.yaml). */}}
+{{- define "iotmon.stableRoles" -}}
+["mqtt-bridge", "mqtt-decoder"]
+{{- end -}}
