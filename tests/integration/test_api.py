@@ -628,14 +628,22 @@ async def test_metrics_and_analytics(api: Api) -> None:
     assert (await api.get("/api/analytics/trends/ghost")).status_code == 404
     assert (await api.get("/api/analytics/trends/device-003?hours=0")).status_code == 422
 
+    # 6 hours: the 5 complete ones before this one (3 rolled up), and this one so far (empty)
+    before = datetime.now(UTC)
     r = await api.get("/api/analytics/summary", params={"hours": 6})
+    after = datetime.now(UTC)
     d = r.json()["data"]
     dev3 = next(x for x in d["devices"] if x["deviceId"] == "device-003")
     assert (dev3["readings"], dev3["avg"], dev3["min"], dev3["max"]) == (10800, 12.0, 9.0, 15.0)
-    assert dev3["availability"] == 0.5
+    # reported in 3 of the 5 complete hours and not in the current one's elapsed part
+    elapsed = [(t - hour) / timedelta(hours=1) for t in (before, after)]
+    assert 3 / (5 + elapsed[1]) - 1e-4 <= dev3["availability"] <= 3 / (5 + elapsed[0]) + 1e-4
     assert d["heatmap"]["devices"] == ["device-003"]
     assert len(d["heatmap"]["hours"]) == 6
-    assert d["heatmap"]["values"][0][3:] == [10.0, 12.0, 14.0]
+    assert d["heatmap"]["hours"][-1] == hour.isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+    assert d["heatmap"]["values"][0] == [None, None, 10.0, 12.0, 14.0, None]
     assert d["alerts"]["byType"] == {"threshold_exceeded": 1}
 
 
