@@ -164,7 +164,7 @@ export function DeviceTrendChart({ hours }: { hours: number }) {
       ) : null}
       {trends.some((t) => t.hourly.length) ? <Plot name={NAME} data={data} layout={layout} height={300} /> : null}
       {trends.length && trends.every((t) => !t.hourly.length) ? (
-        <p className="muted">No complete hour recorded yet for this period.</p>
+        <p className="muted">No readings in this period yet.</p>
       ) : null}
     </section>
   );
