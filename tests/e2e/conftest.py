@@ -153,14 +153,17 @@ def seed_history(url: str, hours: float = 4) -> int:
 
 @pytest.fixture(scope="module")
 def system(
+    request: pytest.FixtureRequest,
     infra: dict[str, str],
     template_db: str,
     dashboard_dist: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[System]:
     """`iotmon up` on the real services, the five devices at 4x their rates, no random
-    anomalies (alerts come from the scenarios the tests drive), 4 hours of history, users
-    operator and viewer; yielded once every device has a live reading in the API."""
+    anomalies (alerts come from the scenarios the tests drive), 4 hours of history (a test
+    module's HISTORY_HOURS, 0 = a fresh start), users operator and viewer, no embedded MQTT
+    broker (port 1883 is one per machine: only the five devices); yielded once every device
+    has a live reading in the API."""
     admin = infra["IOTMON_DATABASE_URL"]
     tag = uuid.uuid4().hex[:8]
     db, prefix = f"iotmon_e2e_{tag}", f"e2e{tag}-"
@@ -170,7 +173,9 @@ def system(
     with psycopg.connect(url, autocommit=True) as conn:
         for name, role in USERS.items():
             auth.create_user(conn, name, PASSWORD, role)
-    seed_history(url)
+    history_hours = getattr(request.module, "HISTORY_HOURS", 4)
+    if history_hours:
+        seed_history(url, history_hours)
     bus = KafkaBus(infra["IOTMON_KAFKA_BOOTSTRAP"])
     specs = topic_specs(prefix)
     bus.create_topics(specs)
@@ -194,6 +199,7 @@ def system(
         "IOTMON_SIMULATOR_ANOMALY_RATE": "0",
         "IOTMON_SIMULATOR_SEED": "11",
         "IOTMON_LOG_JSON": "true",
+        "IOTMON_MQTT_EMBEDDED_PORT": "0",
     }
     log = workdir / "up.log"
     with log.open("wb") as out:
