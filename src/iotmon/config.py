@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     alert_escalate_after_s: float = Field(default=300.0, gt=0)
     alert_min_duration_s: float = Field(default=0.0, ge=0, description="breach must hold")
     alert_min_readings: int = Field(default=1, ge=1, description="breach must repeat")
+    # Flap detection (README, alerts: why these defaults).
+    alert_flap_changes: int = Field(
+        default=4, ge=0, description="flapping past this many opens/resolves (0: off)"
+    )
+    alert_flap_window_s: float = Field(default=600.0, gt=0, description="... in this window")
+    alert_flap_quiet_s: float = Field(default=300.0, gt=0, description="settled after this")
     notify_webhook_urls: list[str] = Field(default_factory=list)
     notify_rate_limit_s: float = Field(default=60.0, ge=0)
     smtp_host: str | None = None
@@ -191,6 +197,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="unset = JSON unless on a terminal")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: readable on a terminal, JSON otherwise"
+    )
 
     @property
     def embedded(self) -> bool:

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from iotmon import logging as log
-from iotmon.alerts import lifecycle, rules
+from iotmon.alerts import flapping, lifecycle, rules
 from iotmon.alerts.models import CANDIDATE_TYPES, SEVERITIES, Alert
 from iotmon.alerts.notify import Notifier
 from iotmon.cache import keys
@@ -130,6 +130,9 @@ class AlertEngine:
         self.emit = emit
         self.clock = clock
         self.breaches = rules.BreachTracker(config)
+        self.flaps = flapping.FlapTracker(
+            flapping.FlapConfig(config.flap_changes, config.flap_window_s, config.flap_quiet_s)
+        )
         self.offline: set[str] = set()
         # When this engine began watching: a device is offline when nothing came from it for
         # its timeout *while watched*. After a restart that followed downtime, every device's
@@ -161,6 +164,9 @@ class AlertEngine:
             "triggered": 0,
             "resolved": 0,
             "escalated": 0,
+            "flapStarted": 0,
+            "flapSettled": 0,
+            "notificationsHeld": 0,
         }
 
     def now(self) -> datetime:
@@ -178,6 +184,7 @@ class AlertEngine:
             (rules.STATE,),
         )
         self._state_open = {d: _parse_dt(since) for d, since in await cur.fetchall()}
+        await self._restore_flaps()
         self.streaks.clear()
         self._state_done.clear()
         self._state_read_at.clear()
@@ -187,6 +194,64 @@ class AlertEngine:
         except RedisError as exc:  # Redis away: start anyway, housekeeping resyncs it
             self._mirror_stale = True
             logger.warning("alerts:active not written at start", error=str(exc)[:200])
+
+    async def _restore_flaps(self) -> None:
+        """The flap tracker from PostgreSQL: the changes within the window (alert_transitions)
+        and what is still flapping (its latest alert marked), so a restart neither forgets a
+        flapping alert nor announces it again."""
+        c = self.flaps.config
+        self.flaps = flapping.FlapTracker(c)
+        if not c.enabled:
+            return
+        since = datetime.fromtimestamp(self.clock() - c.window_s, UTC)
+        times: dict[tuple[str, str], list[float]] = {}
+        for device_id, kind, at in await lifecycle.state_changes(self.conn, since):
+            times.setdefault((device_id, kind), []).append(at)
+        marked = {
+            (d, k): (last if last is not None else self.clock())
+            for d, k, _, last in await lifecycle.flapping_now(self.conn)
+        }
+        for key in times.keys() | marked.keys():
+            self.flaps.restore(key, times.get(key, []), marked.get(key))
+        if marked:
+            logger.info("flapping alerts restored", keys=len(marked))
+
+    async def _flap(self, alert: Alert) -> Alert:
+        """Count a state change of ``alert``'s (device, type); the alert marked flapping if
+        this change started it (its notification then says so, see _changed)."""
+        verdict = self.flaps.change((alert.device_id, alert.alert_type), self.clock())
+        if verdict == "started" and not alert.flapping:
+            alert = await lifecycle.set_flapping(self.conn, alert.id, True)
+            await lifecycle.record_flap(self.conn, alert, started=True, at=self.now())
+        return alert
+
+    @_serialized
+    async def settle_flapping(self) -> list[Alert]:
+        """Settle what has been quiet for the quiet period: its latest alert unmarked, one
+        notification with the state it settled in. Returns those alerts."""
+        out = []
+        now = self.clock()
+        for device_id, kind in self.flaps.settled(now):
+            alert = await lifecycle.latest(self.conn, device_id, kind)
+            if alert is not None:
+                alert = await lifecycle.set_flapping(self.conn, alert.id, False)
+                await lifecycle.record_flap(self.conn, alert, started=False, at=self.now())
+            self.flaps.settle((device_id, kind))
+            if alert is None:
+                continue
+            self.stats["flapSettled"] += 1
+            logger.info(
+                "alert settled (no longer flapping)",
+                alert=alert.id,
+                device=device_id,
+                type=kind,
+                status=alert.status,
+            )
+            await self._changed(alert, "alert-updated", notify=False)
+            await self.notifier.notify("alert-settled", alert)
+            out.append(alert)
+        self.flaps.forget_old(now)
+        return out
 
     async def _mirror(self, open_now: Sequence[Alert]) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -272,7 +337,9 @@ class AlertEngine:
         return offline_timeout(self._timeouts.get(device_id), self.config.offline_timeout_s)
 
     # --- publishing a change ---
-    async def _changed(self, alert: Alert, event: str | None) -> None:
+    async def _changed(
+        self, alert: Alert, event: str | None, *, notify: bool = True, flap: bool = False
+    ) -> None:
         # The Redis mirror is best effort: the alert is in PostgreSQL, and resync_active puts
         # the mirror right again once Redis is back (a restart used to crash the role here).
         try:
@@ -291,9 +358,25 @@ class AlertEngine:
         await self.emit(event, payload, f"device:{alert.device_id}")
         # Notified: a new alert, an escalation, a resolution, and a rise to critical (an
         # alert that crept from medium to critical is news to whoever is on call).
-        if event in ("alert-triggered", "alert-escalated", "alert-resolved") or (
-            event == "alert-updated" and alert.severity == "critical"
+        # While it flaps, its notifications are held: one said it started (``flap``, this
+        # change started it), one will say when it settled (settle_flapping).
+        if flap:
+            self.stats["flapStarted"] += 1
+            logger.warning(
+                "alert flapping: notifications held until it settles",
+                alert=alert.id,
+                device=alert.device_id,
+                type=alert.alert_type,
+            )
+            await self.notifier.notify("alert-flapping", alert)
+            return
+        if notify and (
+            event in ("alert-triggered", "alert-escalated", "alert-resolved")
+            or (event == "alert-updated" and alert.severity == "critical")
         ):
+            if alert.flapping or self.flaps.is_flapping((alert.device_id, alert.alert_type)):
+                self.stats["notificationsHeld"] += 1
+                return
             await self.notifier.notify(event, alert)
 
     async def _open(
@@ -332,9 +415,15 @@ class AlertEngine:
             last_value=last[0] if last else None,
             last_at=last[1] if last else None,
             metadata=metadata,
+            flapping=self.flaps.is_flapping((device_id, alert_type)),
+            changed_at=self.now(),
         )
         created = done == "created"
+        started = False
         if created:
+            flagged = alert.flapping
+            alert = await self._flap(alert)
+            started = alert.flapping and not flagged
             self.stats["triggered"] += 1
             logger.info(
                 "alert triggered",
@@ -347,7 +436,7 @@ class AlertEngine:
         # A severity that rises on an open alert is news to whoever shows it (the alert
         # list, a toast): "alert-updated". Repeats that change nothing but counts are not.
         event = {"created": "alert-triggered", "raised": "alert-updated"}.get(done)
-        await self._changed(alert, event)
+        await self._changed(alert, event, flap=started)
         return alert, created
 
     async def _resolve_open(
@@ -356,10 +445,12 @@ class AlertEngine:
         alert = await lifecycle.find_open(self.conn, device_id, alert_type)
         if alert is None:
             return None
-        resolved = await lifecycle.resolve(self.conn, alert.id, actor, note)
+        resolved = await lifecycle.resolve(self.conn, alert.id, actor, note, at=self.now())
+        flagged = resolved.flapping
+        resolved = await self._flap(resolved)
         self.stats["resolved"] += 1
         logger.info("alert resolved", alert=alert.id, device=device_id, type=alert_type, by=actor)
-        await self._changed(resolved, "alert-resolved")
+        await self._changed(resolved, "alert-resolved", flap=resolved.flapping and not flagged)
         return resolved
 
     # --- inputs ---

@@ -20,12 +20,13 @@ _SEVERITY_RANK = "ARRAY[" + ",".join(f"'{s}'" for s in SEVERITIES) + "]"
 
 _UPSERT = f"""
 INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold, status,
-                    triggered_at, last_value, last_seen_at, silenced, metadata, count)
+                    triggered_at, last_value, last_seen_at, silenced, metadata, count, flapping)
 VALUES (%(device_id)s, %(alert_type)s, %(message)s, %(severity)s, %(value)s, %(threshold)s,
         'triggered', %(at)s, %(last_value)s, %(last_at)s, %(silenced)s, %(metadata)s,
-        %(repeats)s)
+        %(repeats)s, %(flapping)s)
 ON CONFLICT (device_id, alert_type) WHERE status <> 'resolved' DO UPDATE SET
     count = alerts.count + EXCLUDED.count,
+    flapping = alerts.flapping OR EXCLUDED.flapping,
     last_value = EXCLUDED.last_value,
     last_seen_at = greatest(alerts.last_seen_at, EXCLUDED.last_seen_at),
     severity = CASE WHEN array_position({_SEVERITY_RANK}, EXCLUDED.severity)
@@ -42,8 +43,9 @@ WITH before AS (
 ),
 up AS ({_UPSERT.strip()}),
 first AS (
-    INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note)
-    SELECT id, NULL, 'triggered', 'system', %(message)s FROM up WHERE created
+    INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note, created_at)
+    SELECT id, NULL, 'triggered', 'system', %(message)s, coalesce(%(changed_at)s, now())
+    FROM up WHERE created
 )
 SELECT up.*, (SELECT severity FROM before) FROM up
 """
@@ -60,11 +62,12 @@ async def _record(
     to_status: str,
     actor: str,
     note: str | None = None,
+    at: datetime | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (alert_id, from_status, to_status, actor, note),
+        "INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()))",
+        (alert_id, from_status, to_status, actor, note, at),
     )
 
 
@@ -83,12 +86,16 @@ async def open_or_update(
     repeats: int = 1,
     last_value: float | None = None,
     last_at: datetime | None = None,
+    flapping: bool = False,
+    changed_at: datetime | None = None,
 ) -> tuple[Alert, Opened]:
     """Open an alert, or count repeats on the one already open (its severity rises to
     ``severity`` when that is worse, never falls). Returns the alert and what was done.
 
     ``repeats`` readings are counted at once (first at ``at`` with ``value``, the latest at
-    ``last_at`` with ``last_value``): a burst costs one round trip."""
+    ``last_at`` with ``last_value``): a burst costs one round trip. ``flapping`` marks the
+    alert flapping (an open one stays marked); ``changed_at``: when its first transition is
+    recorded (the engine's clock; default now())."""
     cur = await conn.execute(
         _OPEN,
         {
@@ -104,6 +111,8 @@ async def open_or_update(
             "repeats": repeats,
             "silenced": silenced,
             "metadata": Jsonb(metadata or {}),
+            "flapping": flapping,
+            "changed_at": changed_at,
         },
     )
     row = await cur.fetchone()
@@ -132,6 +141,7 @@ async def _transition(
     actor: str,
     note: str | None,
     sets: str,
+    at: datetime | None = None,
 ) -> Alert:
     async with conn.transaction():
         async with conn.cursor(row_factory=class_row(Alert)) as cur:
@@ -153,7 +163,7 @@ async def _transition(
             )
             updated = await cur.fetchone()
         assert updated is not None
-        await _record(conn, alert_id, alert.status, to_status, actor, note)
+        await _record(conn, alert_id, alert.status, to_status, actor, note, at)
     return updated
 
 
@@ -172,8 +182,13 @@ async def acknowledge(
 
 
 async def resolve(
-    conn: psycopg.AsyncConnection[Any], alert_id: int, actor: str, note: str | None = None
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    actor: str,
+    note: str | None = None,
+    at: datetime | None = None,
 ) -> Alert:
+    """``at``: when the transition is recorded (the engine's clock; default now())."""
     return await _transition(
         conn,
         alert_id,
@@ -182,6 +197,7 @@ async def resolve(
         actor=actor,
         note=note,
         sets="resolved_at = now(), resolved_by = %(actor)s",
+        at=at,
     )
 
 
@@ -340,3 +356,99 @@ def _aware(t: datetime) -> datetime:
 async def delete_silence(conn: psycopg.AsyncConnection[Any], silence_id: int) -> bool:
     cur = await conn.execute("DELETE FROM silences WHERE id = %s", (silence_id,))
     return cur.rowcount == 1
+
+
+# --- flapping ---
+# The state changes the engine counts (an alert opened, an alert resolved by the engine: an
+# operator's resolution is no sign of flapping), per (device, type), from ``since`` on,
+# oldest first: a restarted engine counts on from them.
+_CHANGES_SQL = """
+SELECT a.device_id, a.alert_type, extract(epoch FROM t.created_at)::float8
+FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id
+WHERE t.created_at >= %s
+  AND ((t.from_status IS NULL AND t.to_status = 'triggered')
+       OR (t.to_status = 'resolved' AND t.actor = 'system'))
+ORDER BY t.created_at, t.id
+"""
+# The (device, type)s still flapping: their latest alert is marked (settling unmarks it).
+_FLAPPING_SQL = """
+SELECT f.device_id, f.alert_type, f.id,
+       (SELECT extract(epoch FROM max(t.created_at))::float8 FROM alert_transitions t
+         JOIN alerts b ON b.id = t.alert_id
+        WHERE b.device_id = f.device_id AND b.alert_type = f.alert_type
+          AND ((t.from_status IS NULL AND t.to_status = 'triggered')
+               OR (t.to_status = 'resolved' AND t.actor = 'system')))
+FROM (SELECT device_id, alert_type, max(id) AS id FROM alerts WHERE flapping
+      GROUP BY device_id, alert_type) AS f
+WHERE NOT EXISTS (SELECT 1 FROM alerts n WHERE n.device_id = f.device_id
+                  AND n.alert_type = f.alert_type AND n.id > f.id)
+"""
+
+
+FLAP_ACTOR = "flap-detection"
+FLAP_STARTED = "flapping: notifications held until it settles"
+FLAP_SETTLED = "settled: no longer flapping"
+_SETTLED_SQL = """
+SELECT a.device_id, a.alert_type, extract(epoch FROM max(t.created_at))::float8
+FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id
+WHERE t.created_at >= %s AND t.actor = %s AND t.note = %s
+GROUP BY a.device_id, a.alert_type
+"""
+
+
+async def record_flap(
+    conn: psycopg.AsyncConnection[Any], alert: Alert, *, started: bool, at: datetime
+) -> None:
+    """In the alert's history: its (device, type) started flapping, or settled."""
+    note = FLAP_STARTED if started else FLAP_SETTLED
+    await _record(conn, alert.id, alert.status, alert.status, FLAP_ACTOR, note, at)
+
+
+async def state_changes(
+    conn: psycopg.AsyncConnection[Any], since: datetime
+) -> list[tuple[str, str, float]]:
+    """(device, type, unix time) of every alert opened or resolved from ``since`` on, after
+    the (device, type) last settled (a settled one counts afresh)."""
+    cur = await conn.execute(_SETTLED_SQL, (since, FLAP_ACTOR, FLAP_SETTLED))
+    settled = {(d, t): float(at) for d, t, at in await cur.fetchall()}
+    cur = await conn.execute(_CHANGES_SQL, (since,))
+    return [
+        (d, t, float(at))
+        for d, t, at in await cur.fetchall()
+        if float(at) > settled.get((d, t), -math.inf)
+    ]
+
+
+async def flapping_now(
+    conn: psycopg.AsyncConnection[Any],
+) -> list[tuple[str, str, int, float | None]]:
+    """(device, type, latest alert id, unix time of its latest change) of what is flapping."""
+    cur = await conn.execute(_FLAPPING_SQL)
+    return [
+        (d, t, int(i), None if at is None else float(at)) for d, t, i, at in await cur.fetchall()
+    ]
+
+
+async def set_flapping(conn: psycopg.AsyncConnection[Any], alert_id: int, flapping: bool) -> Alert:
+    async with conn.cursor(row_factory=class_row(Alert)) as cur:
+        await cur.execute(
+            f"UPDATE alerts SET flapping = %s WHERE id = %s RETURNING {Alert.COLUMNS}",
+            (flapping, alert_id),
+        )
+        alert = await cur.fetchone()
+    if alert is None:
+        raise AlertNotFound(f"alert {alert_id} does not exist")
+    return alert
+
+
+async def latest(
+    conn: psycopg.AsyncConnection[Any], device_id: str, alert_type: str
+) -> Alert | None:
+    """The (device, type)'s newest alert, open or resolved."""
+    async with conn.cursor(row_factory=class_row(Alert)) as cur:
+        await cur.execute(
+            f"SELECT {Alert.COLUMNS} FROM alerts WHERE device_id = %s AND alert_type = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (device_id, alert_type),
+        )
+        return await cur.fetchone()

@@ -65,11 +65,12 @@ class Alert:
     last_value: float | None
     last_seen_at: datetime | None
     silenced: bool
+    flapping: bool = False  # changing state too often: notifications held (alerts/flapping.py)
 
     COLUMNS = (
         "id, device_id, alert_type, message, severity, value, threshold, status,"
         " triggered_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by,"
-        " escalated_at, count, last_value, last_seen_at, silenced"
+        " escalated_at, count, last_value, last_seen_at, silenced, flapping"
     )
 
     def as_event(self) -> dict[str, Any]:
@@ -99,4 +100,5 @@ class Alert:
             "lastValue": self.last_value,
             "lastSeenAt": iso(self.last_seen_at),
             "silenced": self.silenced,
+            "flapping": self.flapping,
         }

@@ -63,8 +63,8 @@ class Notifier:
         return out
 
     async def notify(self, event: str, alert: Alert) -> list[str]:
-        """Send ``event`` (alert-triggered|escalated|updated|resolved) on every channel
-        whose rate limit allows; return the channels used."""
+        """Send ``event`` (alert-triggered|escalated|updated|resolved|flapping|settled) on
+        every channel whose rate limit allows; return the channels used."""
         if alert.silenced:
             return []
         used = []
@@ -98,6 +98,8 @@ class Notifier:
         if event == "alert-resolved":
             return self.resolutions_always or alert.id in self._notified
         if event == "alert-updated":  # a rise to critical: once per alert at most, never held
+            return True
+        if event in ("alert-flapping", "alert-settled"):  # once per flapping episode each
             return True
         key = (alert.device_id, channel)
         now = self.clock()
@@ -144,7 +146,11 @@ class Notifier:
         c = self.config
         assert c.smtp_host is not None
         msg = EmailMessage()
-        what = {"alert-updated": "severity raised"}.get(event, event.removeprefix("alert-"))
+        what = {
+            "alert-updated": "severity raised",
+            "alert-flapping": "flapping (notifications held)",
+            "alert-settled": f"settled ({alert.status})",
+        }.get(event, event.removeprefix("alert-"))
         msg["Subject"] = (
             f"[iotmon] {what.upper()}: {alert.severity} {alert.alert_type} on {alert.device_id}"
         )

@@ -62,6 +62,9 @@ class AlertOut(BaseModel):
     lastValue: float | None
     lastSeenAt: str | None
     silenced: bool
+    flapping: bool = Field(
+        description="changing state too often: its notifications are held back until it settles"
+    )
 
 
 class Transition(BaseModel):
@@ -352,7 +355,7 @@ def router(api: Api) -> APIRouter:
         cols = (
             "id, device_id, alert_type, severity, status, message, value, threshold, count,"
             " triggered_at, acknowledged_at, acknowledged_by, escalated_at, resolved_at,"
-            " resolved_by, silenced"
+            " resolved_by, silenced, flapping"
         )
 
         async def body() -> AsyncIterator[bytes]:

@@ -22,6 +22,11 @@ class RuleConfig:
     offline_timeout_s: float = 30.0
     escalate_after_s: float = 300.0
     anomaly_quiet_s: float = 300.0  # a data_anomaly resolves after this long without another
+    # Flap detection (alerts/flapping.py): more than flap_changes alerts opened or resolved for
+    # a (device, type) within flap_window_s: flapping, until flap_quiet_s without a change.
+    flap_changes: int = 0  # 0: off (the settings' defaults turn it on: README, alerts)
+    flap_window_s: float = 600.0
+    flap_quiet_s: float = 300.0
 
 
 def severity(

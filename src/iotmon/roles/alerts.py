@@ -73,6 +73,9 @@ def rule_config(s: Settings) -> rules.RuleConfig:
         min_readings=s.alert_min_readings,
         offline_timeout_s=s.alert_offline_timeout_s,
         escalate_after_s=s.alert_escalate_after_s,
+        flap_changes=s.alert_flap_changes,
+        flap_window_s=s.alert_flap_window_s,
+        flap_quiet_s=s.alert_flap_quiet_s,
     )
 
 
@@ -298,6 +301,7 @@ class AlertsRole:
             try:
                 await self.engine.escalate_due()
                 await self.engine.resolve_quiet_anomalies()
+                await self.engine.settle_flapping()
                 await self.engine.resync_active()
                 by_severity = await self.engine.open_by_severity()
                 for severity in SEVERITIES:
@@ -319,6 +323,7 @@ class AlertsRole:
             "deadLettered": dead,
             "offline": sorted(self.engine.offline),
             "stateRules": len(self.engine.state_rules),
+            "flapping": [f"{d} {t}" for d, t in self.engine.flaps.flapping()],
         }
 
     def routers(self) -> list[APIRouter]:
