@@ -14,9 +14,11 @@ import { server } from "@/test/server";
 
 // Plotly needs a real browser; the charts' data is checked through the mock.
 const plots = vi.hoisted(() => new Map<string, unknown[]>());
+const layouts = vi.hoisted(() => new Map<string, unknown>());
 vi.mock("@/components/plot", () => ({
-  Plot: ({ name, data }: { name: string; data: unknown[] }) => {
+  Plot: ({ name, data, layout }: { name: string; data: unknown[]; layout: unknown }) => {
     plots.set(name, data);
+    layouts.set(name, layout);
     return <div role="img" aria-label={name} />;
   },
   downloadPng: vi.fn(),
@@ -70,6 +72,12 @@ test("the device trend chart shows the first device's trend", async () => {
   await waitFor(() => expect(plots.get("Device trend")).toBeDefined());
   const traces = plots.get("Device trend") as { name: string; y: unknown[] }[];
   expect(traces.find((t) => t.name === "device-001")?.y).toEqual([20, 21, 22, 23]);
+  // the whole period on the x axis, however few hours have data (one, right after a start)
+  const summary = makeSummary();
+  expect((layouts.get("Device trend") as { xaxis: { range: string[] } }).xaxis.range).toEqual([
+    summary.from,
+    summary.to,
+  ]);
 });
 
 test("comparison: every device on its normal range's scale", async () => {

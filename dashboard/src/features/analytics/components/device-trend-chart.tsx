@@ -110,15 +110,20 @@ export function DeviceTrendChart({ hours }: { hours: number }) {
   const data = useMemo(() => trends.flatMap((t, i) => trendTraces(t, i, trends.length === 1)), [trends]);
   const units = [...new Set(trends.map((t) => t.unit ?? ""))];
   const unitTitle = units.length === 1 ? (units[0] ?? "") : "";
+  // The whole period on the x axis (a period that has begun only this hour has one point:
+  // Plotly would otherwise zoom in on it, down to milliseconds).
+  const from = summary.data?.from;
+  const to = summary.data?.to;
   const layout = useMemo<PlotLayout>(
     () => ({
       showlegend: trends.length > 1,
       legend: { orientation: "h", x: 0, y: 1.15 },
       margin: { l: 48, r: 16, t: trends.length > 1 ? 32 : 16, b: 36 },
+      xaxis: from && to ? { type: "date", range: [from, to] } : { type: "date" },
       yaxis: { title: { text: unitTitle } },
       hovermode: "x unified",
     }),
-    [trends.length, unitTitle],
+    [trends.length, unitTitle, from, to],
   );
 
   const choose = (slot: number, id: string) => {
