@@ -442,6 +442,32 @@ def bench_processing(
     )
 
 
+@bench_app.command("mqtt")
+def bench_mqtt(
+    devices: Annotated[int, typer.Option(help="device connections")] = 1_000,
+    seconds: Annotated[float, typer.Option(help="publishing time")] = 60.0,
+    rate: Annotated[float, typer.Option(help="readings a second per device")] = 20.0,
+    publishers: Annotated[int, typer.Option(help="publisher processes")] = 2,
+    warmup: Annotated[float, typer.Option(help="seconds left out of the sustained rate")] = 10.0,
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/mqtt.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page ('' = none)")] = "BENCHMARKS.md",
+) -> None:
+    """Devices publishing QoS 1 through Mosquitto -> bridge -> Kafka -> decoder -> ingestion
+    -> PostgreSQL: readings/s stored, latency publish -> row, CPU by side."""
+    settings = _real_services("IOTMON_DATABASE_URL")
+    _bench_module("mqtt").run_bench(
+        settings,
+        devices=devices,
+        seconds=seconds,
+        rate=rate,
+        publishers=publishers,
+        warmup=min(warmup, seconds / 3),
+        output=output,
+        markdown=markdown,
+        console=console,
+    )
+
+
 async def _with_database(settings: Settings, work: Any) -> Any:
     import psycopg
 
