@@ -411,17 +411,22 @@ def bench_ingest(
     readings: Annotated[int, typer.Option(help="readings to drain")] = 1_000_000,
     insert_sample: Annotated[int, typer.Option(help="single-row INSERTs to time")] = 5_000,
     repeat: Annotated[int, typer.Option(help="alternated runs of drain and COPY")] = 3,
+    small: Annotated[
+        int | None, typer.Option(help="the short backlog (default: a fifth of --readings)")
+    ] = None,
     output: Annotated[str, typer.Option(help="results file")] = "bench/results/ingest.json",
     markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
 ) -> None:
-    """Fill Kafka with N readings, time the drain into PostgreSQL; beside it raw COPY and
-    single-row INSERTs of the same rows."""
+    """Fill Kafka with N readings (and a short backlog), time the drains into PostgreSQL and
+    the first row stored; beside them raw COPY and single-row INSERTs of the same rows."""
     run_bench = _bench_module("ingest").run_bench
     settings = _real_services("IOTMON_DATABASE_URL")
     run_bench(
         settings,
         readings=readings,
         insert_sample=insert_sample,
+        repeat=repeat,
+        small=small,
         output=output,
         markdown=markdown,
         console=console,
@@ -432,13 +437,22 @@ def bench_ingest(
 def bench_processing(
     devices: Annotated[int, typer.Option(help="devices at 1 Hz")] = 10_000,
     minutes: Annotated[int, typer.Option(help="simulated minutes of readings")] = 10,
+    per_bucket: Annotated[
+        int, typer.Option(help="readings per 15-min bucket when filling full 24 h windows")
+    ] = 12,
     output: Annotated[str, typer.Option(help="results file")] = "bench/results/processing.json",
     markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
 ) -> None:
-    """The live-statistics engine alone at fleet scale: readings/s, flush cost, memory."""
+    """The live-statistics engine alone at fleet scale: memory with full 24 h windows,
+    readings/s, flush cost."""
     _settings()
     _bench_module("processing").run_bench(
-        devices=devices, minutes=minutes, output=output, markdown=markdown, console=console
+        devices=devices,
+        minutes=minutes,
+        per_bucket=per_bucket,
+        output=output,
+        markdown=markdown,
+        console=console,
     )
 
 
@@ -1005,6 +1019,40 @@ def bench_dashboard(
             seconds=seconds,
             large=devices,
             chromium=chromium,
+            output=output,
+            markdown=markdown,
+            console=console,
+        )
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@bench_app.command("sustained")
+def bench_sustained(
+    rates: Annotated[
+        str, typer.Option(help="readings/s of each step, comma-separated, rising")
+    ] = "5000,10000,15000,20000,25000,30000",
+    step_seconds: Annotated[float, typer.Option(help="watched time per step")] = 300,
+    warmup_seconds: Annotated[float, typer.Option(help="settling time per step")] = 20,
+    devices: Annotated[int, typer.Option(help="simulated devices")] = 10_000,
+    output: Annotated[str, typer.Option(help="results file")] = "bench/results/sustained.json",
+    markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
+) -> None:
+    """Simulator, ingestion, processing, alerts and web as separate processes; the rate raised
+    step by step until a consumer's lag grows: the highest rate each role holds, CPU and RSS
+    per process, the first bottleneck."""
+    settings = _real_services("IOTMON_DATABASE_URL", "IOTMON_REDIS_URL")
+    try:
+        steps = [int(x) for x in rates.split(",") if x.strip()]
+    except ValueError as exc:
+        raise _fail(f"--rates: {exc}") from exc
+    try:
+        _bench_module("sustained").run_bench(
+            settings,
+            rates=steps,
+            step_seconds=step_seconds,
+            warmup_seconds=warmup_seconds,
+            devices=devices,
             output=output,
             markdown=markdown,
             console=console,

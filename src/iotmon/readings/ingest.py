@@ -69,6 +69,7 @@ _device, _ts = itemgetter(Col.DEVICE_ID), itemgetter(Col.TIMESTAMP)
 
 
 OFFSETS_TIMEOUT_S = 60.0
+FIRST_BATCH = 1_000  # the first batch after an assignment; each next one doubles
 
 COPY_SQL = "COPY sensor_readings ({}) FROM STDIN (FORMAT BINARY)".format(
     ", ".join(f'"{c}"' for c in COPY_COLUMNS)
@@ -117,16 +118,26 @@ class PreparedBatch:
 
 
 class _Writer:
-    """One thread that writes prepared batches in order; one waits while another is written."""
+    """One thread that writes prepared batches in order; one waits while another is written.
+    ``warm`` runs first on that thread (the database connection and what it caches), while
+    the reader joins the consumer group and takes its first batch: off the first row's path."""
 
-    def __init__(self, write: Callable[[PreparedBatch], None]) -> None:
+    def __init__(
+        self, write: Callable[[PreparedBatch], None], warm: Callable[[], object] | None = None
+    ) -> None:
         self._write = write
+        self._warm = warm
         self._queue: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=1)
         self.error: Exception | None = None
         self._thread = threading.Thread(target=self._loop, name="iotmon-ingest-writer", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        if self._warm is not None:
+            try:
+                self._warm()
+            except Exception as exc:  # the first write connects again, and says why
+                logger.warning("ingestion writer could not connect yet", error=str(exc)[:300])
         while True:
             batch = self._queue.get()
             try:
@@ -179,6 +190,10 @@ class Ingestor:
         self._commit_lock = threading.Lock()
         self._known_devices: set[str] = set()
         self._known_days: set[date] = set()
+        # The size of the next batch: small after an assignment, doubling up to batch_size,
+        # so the first rows are stored while the rest of the backlog is still being fetched
+        # (a full first batch kept PostgreSQL idle for its fetch and its validation).
+        self._ramp = FIRST_BATCH
 
     # --- database ---
     @property
@@ -252,6 +267,7 @@ class Ingestor:
         if self._writer is not None:
             self._writer.wait_idle()
         out = self._adopt(self._load_offsets([tp.partition for tp in tps]))
+        self._ramp = FIRST_BATCH
         logger.info(
             "partitions assigned",
             topic=self.config.topic,
@@ -514,7 +530,7 @@ class Ingestor:
             self.config.dlq_topic,
             self.config.group_id,
         )
-        writer = self._writer = _Writer(self.write)
+        writer = self._writer = _Writer(self.write, warm=lambda: self.conn)
         consumer.subscribe(
             [self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -525,7 +541,8 @@ class Ingestor:
                     backoff = self._recover(writer, backoff)
                     continue
                 self._commit_to_bus(consumer)
-                batch = self._collect(consumer, stop)
+                # a drain to known ends asks often whether it is there; a live consumer idles
+                batch = self._collect(consumer, stop, 0.5 if until is None else 0.05)
                 prepared = self.prepare(batch) if batch else None
                 if prepared is not None:
                     writer.submit(prepared)
@@ -583,10 +600,12 @@ class Ingestor:
             if t == topic and end > 0
         )
 
-    def _collect(self, consumer: Consumer, stop: threading.Event) -> list[Message]:
+    def _collect(
+        self, consumer: Consumer, stop: threading.Event, idle_s: float = 0.5
+    ) -> list[Message]:
         """Gather up to batch_size messages, waiting at most batch_wait_s once one arrived."""
-        size = self.config.batch_size
-        batch = consumer.consume(size, 0.5)
+        size = min(self._ramp, self.config.batch_size)
+        batch = consumer.consume(size, idle_s)
         if not batch:
             return batch
         deadline = time.monotonic() + self.config.batch_wait_s
@@ -598,4 +617,6 @@ class Ingestor:
             if not more:
                 break
             batch.extend(more)
+        if len(batch) >= size:
+            self._ramp = size * 2
         return batch
