@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import random
 import resource
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from common import machine, write_section
 from iotmon.devices.models import fleet
 from iotmon.stats.processor import DeviceConfig, Processor
+from iotmon.stats.windows import _bins_of
 
 START, END = "<!-- bench:processing:start -->", "<!-- bench:processing:end -->"
 
@@ -31,8 +33,56 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def vm_rss_mib() -> float:
+    """The process's resident memory now (not its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _spread(k: int) -> list[float]:
+    """``k`` z-scores evenly spaced over the normal distribution's central 98 %."""
+    nd = statistics.NormalDist()
+    return [nd.inv_cdf(0.01 + 0.98 * (i + 0.5) / k) for i in range(k)]
+
+
+def full_windows(specs: list[Any], configs: dict[str, DeviceConfig], per_bucket: int) -> Any:
+    """A Processor whose every device has full windows: each 15-min bucket of the 24 h one
+    holds ``per_bucket`` readings spread over the device's normal band as a 1 Hz signal's
+    900 would be (so its sketch bins are as many), and each minute of the last hour one
+    more (every 1 h bucket filled)."""
+    proc = Processor(configs)
+    day, b24, b1 = 86_400.0, proc.cfg.bucket_24h_s, proc.cfg.bucket_1h_s
+    now = time.time()
+    now -= now % b24
+    zs = _spread(per_bucket)
+    add = proc.add
+    for d in specs:
+        centre, sd = (d.normal_min + d.normal_max) / 2, (d.normal_max - d.normal_min) * 0.03
+        values = [centre + z * sd for z in zs]
+        t0 = now - day + b24
+        # the first 23 h straight into the 24 h window (the 1 h one would only drop them)
+        w24h = proc.state(d.device_id, d.sensor_type, d.unit).w24h
+        for b in range(int((day - 3600) / b24)):
+            start = t0 + b * b24
+            for i, v in enumerate(values):
+                t = start + i * b24 / per_bucket
+                w24h.add(t, v, t)
+        for m in range(int(3600 / b1)):
+            t = now - 3600 + b1 + m * b1 + b1 / 2
+            add(d.device_id, t, values[m % per_bucket], t)
+    return proc
+
+
 def run_bench(
-    *, devices: int, minutes: int, output: str, markdown: str, console: Console
+    *,
+    devices: int,
+    minutes: int,
+    output: str,
+    markdown: str,
+    console: Console,
+    per_bucket: int = 12,
 ) -> dict[str, Any]:
     specs = fleet(devices)
     configs = {
@@ -41,6 +91,28 @@ def run_bench(
         )
         for d in specs
     }
+    # 1. Memory with full 1 h and 24 h windows (DESIGN 7), first, in a fresh process.
+    gc.collect()
+    rss_empty = vm_rss_mib()
+    console.print(f"  filling full 24 h and 1 h windows of {devices:,} devices ...")
+    began = time.perf_counter()
+    full = full_windows(specs, configs, per_bucket)
+    fill_s = time.perf_counter() - began
+    gc.collect()
+    rss_full = vm_rss_mib()
+    buckets = sum(len(st.w1h.buckets) + len(st.w24h.buckets) for st in full.devices.values())
+    bins = sum(
+        len(_bins_of(b).counts)
+        for st in full.devices.values()
+        for b in (*st.w1h.buckets, *st.w24h.buckets)
+    )
+    del full
+    gc.collect()
+    console.print(
+        f"  full windows: {buckets:,} buckets ({bins / max(buckets, 1):.1f} sketch bins each), "
+        f"RSS {rss_empty:,.0f} -> {rss_full:,.0f} MiB (+{rss_full - rss_empty:,.0f}) "
+        f"in {fill_s:.0f} s"
+    )
     proc = Processor(configs)
     rng = random.Random(1)
     centre = {d.device_id: (d.normal_min + d.normal_max) / 2 for d in specs}
@@ -84,9 +156,20 @@ def run_bench(
         "readings_per_s": round(added / elapsed),
         "flush_all_devices_ms": round(flush_s * 1000, 1),
         "rss_growth_mib": round(rss_mib() - rss_before, 1),
+        "full_windows": {
+            "per_bucket": per_bucket,
+            "buckets": buckets,
+            "bins_per_bucket": round(bins / max(buckets, 1), 1),
+            "rss_before_mib": round(rss_empty, 1),
+            "rss_full_mib": round(rss_full, 1),
+            "rss_growth_mib": round(rss_full - rss_empty, 1),
+        },
         "machine": machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "command": f"iotmon bench processing --devices {devices} --minutes {minutes}",
+        "command": (
+            f"iotmon bench processing --devices {devices} --minutes {minutes} "
+            f"--per-bucket {per_bucket}"
+        ),
     }
     console.print(
         f"  {result['readings_per_s']:,} readings/s into the windows; "
@@ -100,6 +183,7 @@ def run_bench(
 
 
 def _write_markdown(path: Path, r: dict[str, Any]) -> None:
+    fw = r["full_windows"]
     section = "\n".join(
         [
             "## Processing: live statistics engine at fleet scale",
@@ -114,7 +198,14 @@ def _write_markdown(path: Path, r: dict[str, Any]) -> None:
             "|---|---:|",
             f"| readings/s absorbed (one core) | {r['readings_per_s']:,} |",
             f"| snapshot of all devices | {r['flush_all_devices_ms']:,} ms |",
-            f"| memory (RSS growth) | {r['rss_growth_mib']:,} MiB |",
+            f"| memory (RSS growth over the run) | {r['rss_growth_mib']:,} MiB |",
+            "",
+            f"Memory with every device's windows full (DESIGN 7): {fw['buckets']:,} buckets "
+            f"(60 of 1 min + 96 of 15 min per device, {fw['bins_per_bucket']} sketch bins each: "
+            f"{fw['per_bucket']} readings per 15-min bucket spread over the normal band as a "
+            "1 Hz signal's 900 would be), built in a fresh process before the run above: RSS "
+            f"{fw['rss_before_mib']:,.0f} MiB -> {fw['rss_full_mib']:,.0f} MiB "
+            f"(**+{fw['rss_growth_mib']:,.0f} MiB** for the windows).",
         ]
     )
     write_section(path, START, END, section)

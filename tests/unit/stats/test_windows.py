@@ -5,10 +5,12 @@ import random
 import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hst
 
 from iotmon.stats.sketch import Sketch
 from iotmon.stats.trend import classify, slope
-from iotmon.stats.windows import Window
+from iotmon.stats.windows import Bucket, Window, freeze, thaw
 
 
 def brute(values: list[tuple[float, float]], start: float, end: float) -> list[float]:
@@ -77,3 +79,45 @@ def test_trend_classification() -> None:
     assert classify(0.001, 3600, 60) == "increasing"  # 3.6 over the hour = 6% of the span
     assert classify(-0.001, 3600, 60) == "decreasing"
     assert classify(0.0001, 3600, 60) == "stable"
+
+
+@given(
+    hst.lists(
+        hst.tuples(
+            hst.integers(0, 899),
+            hst.one_of(hst.floats(-1e6, 1e6, allow_nan=False), hst.just(0.0), hst.just(-0.0)),
+        ),
+        max_size=60,
+    )
+)
+def test_a_frozen_bucket_thaws_to_the_same_figures_and_bins(
+    readings: list[tuple[int, float]],
+) -> None:
+    """Buckets older than a window's newest are kept frozen (one bytes each, for memory at
+    10,000 devices): freezing loses nothing, negative and zero bins included."""
+    b = Bucket(1_700_000_100.0)
+    for u, v in readings:
+        b.add(float(u), v)
+    data = freeze(b)
+    assert isinstance(data, bytes)
+    back = thaw(data)
+    for name in ("start", "n", "s", "ss", "su", "suu", "suv", "min", "max"):
+        assert getattr(back, name) == getattr(b, name), name
+    assert type(back.n) is int
+    assert sorted(back.bins.items()) == sorted(b.bins.items())
+
+
+def test_a_window_keeps_all_but_its_newest_bucket_frozen_and_thaws_for_a_late_reading() -> None:
+    w = Window(3600, 60)
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
+    for i in range(600):  # ten minutes at 1 Hz
+        w.add(t0 + i, 20.0 + i % 7, t0 + i)
+    assert len(w.buckets) == 10
+    assert all(isinstance(b, bytes) for b in list(w.buckets)[:-1])
+    assert isinstance(w.buckets[-1], Bucket)
+    before = w.stats(t0 + 600, 1).count
+    assert w.add(t0 + 30.5, 99.0, t0 + 600)  # late, into the first (frozen) bucket
+    assert isinstance(w.buckets[0], Bucket)
+    s = w.stats(t0 + 600, 1)
+    assert s.count == before + 1
+    assert s.max == 99.0
