@@ -30,5 +30,11 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         if self._server is not None:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # SHUTDOWN ends the connection, which redis-py expects; with its default retries it
+            # first tried again three times with backoff: 4 s of every stop of `iotmon up`.
+            self._server.set_retry(Retry(NoBackoff(), 0))  # type: ignore[attr-defined]
             self._server.shutdown(save=True)  # type: ignore[attr-defined]  # redis 6.2: no NOW
             self._server = None

@@ -83,6 +83,21 @@ class LiveManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         # (namespace, room) -> sid -> the room's messages held back from that client
         self._held: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
 
+    async def stop(self) -> None:
+        """Stop listening to Redis (python-socketio has no way to: its listener task would
+        outlive the web role and retry against a Redis already stopped at shutdown)."""
+        task = getattr(self, "thread", None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.thread = None
+        for closing in (getattr(self, "pubsub", None), getattr(self, "redis", None)):
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing.aclose()
+        self.pubsub = self.redis = None
+
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         room = message.get("room")
         if room is not None:
@@ -243,6 +258,7 @@ class LiveService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.manager.stop()
         await self.redis.aclose()
 
     async def _keep_watching(self) -> None:
