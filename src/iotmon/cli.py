@@ -41,6 +41,7 @@ devices_app = typer.Typer(no_args_is_help=True, help="Devices: MQTT credentials.
 app.add_typer(devices_app, name="devices")
 
 console = Console(stderr=True, soft_wrap=True)
+logger = log.get("iotmon.cli")
 
 # `iotmon up` always brings every service up, so what a role needs later is already there.
 UP_NEEDS = frozenset({"bus", "database", "redis"})
@@ -52,7 +53,7 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
 def _settings(**overrides: Any) -> Settings:
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    log.configure(settings.log_level, settings.log_json)
+    log.configure(settings.log_level, settings.log_json, settings.log_format)
     return settings
 
 
@@ -184,46 +185,58 @@ def _serve(main: Coroutine[Any, Any, None], *, fast_loop: bool = False) -> None:
 
 def _banner(settings: Settings, services: Any, names: list[str], port: int) -> None:
     url = f"http://{settings.http_host}:{port}"
-    console.print(f"[bold green]iotmon[/] running: {', '.join(names)}")
-    console.print(f"  health      {url}/health")
-    console.print(f"  metrics     {url}/metrics")
+    lines: list[str] = []
+
+    def say(markup: str, **_: Any) -> None:
+        lines.append(markup)
+
+    say(f"[bold green]iotmon[/] running: {', '.join(names)}")
+    say(f"  health      {url}/health")
+    say(f"  metrics     {url}/metrics")
     if "web" in names:
-        console.print(f"  api         {url}/api  (docs {url}/api/docs)")
-        console.print(f"  socket.io   {url}/socket.io")
+        say(f"  api         {url}/api  (docs {url}/api/docs)")
+        say(f"  socket.io   {url}/socket.io")
     if "simulator" in names:
-        console.print(
+        say(
             f"  scenarios   POST {url}/simulator/scenarios "
             '{"deviceId":"device-001","kind":"high","durationS":60}'
         )
-    console.print(f"  bus         {settings.kafka_bootstrap or 'in-process (embedded)'}")
+    say(f"  bus         {settings.kafka_bootstrap or 'in-process (embedded)'}")
     if "mqtt" in services.embedded:
         host, _, mport = services.embedded["mqtt"].rpartition(":")
         host = host.removeprefix("mqtt://")
-        console.print(
-            f"  mqtt        embedded broker {host}:{mport} (MQTT 3.1.1, anonymous, loopback only)"
-        )
-        console.print(
+        say(f"  mqtt        embedded broker {host}:{mport} (MQTT 3.1.1, anonymous, loopback only)")
+        say(
             f"  publish     mosquitto_pub -h {host} -p {mport} -q 1"
             " -t cmnd/f2-e4fd45f654be/access-control-mode/J1/door-sensors"
             """ -m '{"door-sensor-1": true, "door-sensor-2": false}'""",
             highlight=False,
         )
-        console.print(
+        say(
             f"              mosquitto_pub -h {host} -p {mport} -q 1"
             """ -t devices/device-001/telemetry -m '{"value": 42.5}'""",
             highlight=False,
         )
     elif "mqtt-bridge" in names:
-        console.print("  mqtt        external broker (IOTMON_MQTT_URL)")
+        say("  mqtt        external broker (IOTMON_MQTT_URL)")
     if "postgres" in services.embedded:
-        console.print(f"  postgres    embedded, data in {services.embedded['postgres']}")
-        console.print(f"              psql '{services.database_url}'")
+        say(f"  postgres    embedded, data in {services.embedded['postgres']}")
+        say(f"              psql '{services.database_url}'")
     elif services.database_url:
-        console.print("  postgres    external (IOTMON_DATABASE_URL)")
+        say("  postgres    external (IOTMON_DATABASE_URL)")
     if "redis" in services.embedded:
-        console.print(f"  redis       embedded, {services.redis_url}")
-    console.print(f"  data dir    {settings.data_dir.resolve()}")
-    console.print("  stop        Ctrl-C")
+        say(f"  redis       embedded, {services.redis_url}")
+    say(f"  data dir    {settings.data_dir.resolve()}")
+    say("  stop        Ctrl-C")
+    if log.FORMAT == "json":  # a machine reads it: one JSON event, like every other line
+        from rich.text import Text
+
+        logger.info(
+            "iotmon running", roles=names, banner=[Text.from_markup(x).plain for x in lines]
+        )
+    else:
+        for line in lines:
+            console.print(line, highlight=False)
 
 
 async def _live_line(roles: list[Any], stop: asyncio.Event) -> None:
@@ -246,13 +259,16 @@ async def _live_line(roles: list[Any], stop: asyncio.Event) -> None:
         )
         if "mqtt" in sim:  # the simulator's MQTT devices: messages (an F2 one: several readings)
             line += f" | mqtt {sim['mqtt']['published']:,}"
-        if tty:
-            console.print(f"\r{line}", end="", soft_wrap=True, highlight=False)
+        if tty:  # log lines are written above it (iotmon.logging.status)
+            log.status(line)
         elif now - last_print >= 10:
-            console.print(line, highlight=False)
+            if log.FORMAT == "json":
+                logger.info(line, stored=stored, rate=round(rate, 1))
+            else:
+                console.print(line, highlight=False)
             last_print = now
     if tty:
-        console.print()
+        log.status(None)
 
 
 @app.command()
