@@ -107,7 +107,10 @@ class KafkaBus:
         if not missing:
             return []
         futures = self.admin.create_topics(
-            [NewTopic(s.name, s.partitions, 1, config=s.config) for s in missing],
+            # -1: the broker's default.replication.factor (1 on the single-node test broker,
+            # 3 on a production cluster) instead of a hard-coded 1 that a broker loss would
+            # lose data with.
+            [NewTopic(s.name, s.partitions, -1, config=s.config) for s in missing],
             operation_timeout=30,
         )
         created = []
