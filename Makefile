@@ -8,7 +8,7 @@ RUN := $(UV) run --frozen
 RUN_ONLY := $(UV) run --frozen --no-sync
 INFRA_ENV = set -a && source <(scripts/infra.sh env) && set +a
 
-.PHONY: run test setup setup-run lint dashboard dashboard-check unit integration infra-up infra-down infra-status bench-ingest bench-api bench-ws clean
+.PHONY: run test helm-prefetch setup setup-run lint dashboard dashboard-check unit integration infra-up infra-down infra-status bench-ingest bench-api bench-ws clean
 
 ## run: set up, build the dashboard, then start every role in one process on embedded services
 ## (dashboard and API at http://127.0.0.1:8000). Without Node.js the API still runs.
@@ -39,10 +39,15 @@ lint: setup
 	$(RUN) mypy src
 
 ## test: set up, start the real services, run every check and test (end-to-end in Chromium too)
-test: lint dashboard-check dashboard infra-up
+test: helm-prefetch lint dashboard-check dashboard infra-up
 	scripts/dashboard.sh browser
 	scripts/helm.sh path  # Helm for tests/deploy: built once from the Go module proxy, then cached
 	$(INFRA_ENV) && $(RUN) iotmon topics create && $(RUN) pytest -ra
+
+# helm-prefetch: a first Helm build (minutes) runs in the background while lint and the
+# dashboard build go on; `scripts/helm.sh path` in `test` waits for it (a lock, one build at a time)
+helm-prefetch:
+	mkdir -p var && (scripts/helm.sh path >/dev/null 2>var/helm-build.log &)
 
 unit: setup
 	$(RUN) pytest -ra tests/unit
