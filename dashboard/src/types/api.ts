@@ -143,6 +143,8 @@ export interface Alert {
   lastValue: number | null;
   lastSeenAt: string | null;
   silenced: boolean;
+  /** Changing state too often: its notifications are held back until it settles. */
+  flapping: boolean;
   eventId?: string;
 }
 

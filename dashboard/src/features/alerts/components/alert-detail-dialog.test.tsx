@@ -66,3 +66,20 @@ test("an operator resolves from the dialog with a note", async () => {
     expect(within(dialog).getByTestId("alert-detail-status")).toHaveTextContent("resolved"),
   );
 });
+
+test("a flapping alert says so, and that its notifications are held", async () => {
+  server.use(http.get("/api/alerts/13", () => ok({ ...makeAlert({ id: 13, flapping: true }), transitions: [] })));
+  renderWithApp(<AlertDetailFromUrl />, { role: "viewer", path: "/alerts", route: "/alerts?alert=13" });
+  const dialog = await screen.findByRole("dialog", { name: "Alert #13" });
+  expect(await within(dialog).findByTestId("alert-detail-flapping")).toHaveTextContent(
+    "flapping: notifications held until it settles",
+  );
+});
+
+test("a steady alert says nothing of flapping", async () => {
+  server.use(http.get("/api/alerts/14", () => ok({ ...makeAlert({ id: 14 }), transitions: [] })));
+  renderWithApp(<AlertDetailFromUrl />, { role: "viewer", path: "/alerts", route: "/alerts?alert=14" });
+  const dialog = await screen.findByRole("dialog", { name: "Alert #14" });
+  await within(dialog).findByTestId("alert-detail-status");
+  expect(within(dialog).queryByTestId("alert-detail-flapping")).toBeNull();
+});

@@ -8,7 +8,7 @@ import { AlertActions, useCanAct } from "@/features/alerts/components/alert-acti
 import { SeverityBadge, StatusText } from "@/features/alerts/components/alert-badges";
 import { Dialog } from "@/features/alerts/components/dialog";
 import { useAlertParam } from "@/features/alerts/hooks/use-alert-param";
-import { typeLabel } from "@/features/alerts/types";
+import { FLAPPING_HINT, typeLabel } from "@/features/alerts/types";
 import { errorMessage } from "@/lib/api-client";
 import { formatTime, formatValue } from "@/utils/format";
 
@@ -36,6 +36,12 @@ export function AlertDetailDialog({ alertId, onClose }: { alertId: number; onClo
             <dd data-testid="alert-detail-status">
               <StatusText status={alert.status} />
               {alert.silenced ? " (silenced)" : ""}
+              {alert.flapping ? (
+                <span data-testid="alert-detail-flapping" title={FLAPPING_HINT}>
+                  {" "}
+                  (flapping: notifications held until it settles)
+                </span>
+              ) : null}
             </dd>
             <dt>Device</dt>
             <dd>

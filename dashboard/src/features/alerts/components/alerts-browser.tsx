@@ -44,6 +44,7 @@ export const CSV_COLUMNS: (keyof Alert)[] = [
   "resolvedAt",
   "resolvedBy",
   "silenced",
+  "flapping",
 ];
 
 function stamp(): string {

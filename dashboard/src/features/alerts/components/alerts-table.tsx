@@ -7,7 +7,7 @@ import { Link } from "react-router-dom";
 
 import { AlertActions, useCanAct } from "@/features/alerts/components/alert-actions";
 import { SeverityBadge, StatusText } from "@/features/alerts/components/alert-badges";
-import { typeLabel } from "@/features/alerts/types";
+import { FLAPPING_HINT, typeLabel } from "@/features/alerts/types";
 import type { Alert } from "@/types/api";
 import { ago, formatTime, formatValue } from "@/utils/format";
 
@@ -77,6 +77,12 @@ export function AlertsTable({
                   {a.message}
                 </button>
                 {a.silenced ? <span className="muted"> (silenced)</span> : null}
+                {a.flapping ? (
+                  <span className="muted" title={FLAPPING_HINT}>
+                    {" "}
+                    (flapping)
+                  </span>
+                ) : null}
               </td>
               <td data-label="Value">
                 {formatValue(a.lastValue ?? a.value)}

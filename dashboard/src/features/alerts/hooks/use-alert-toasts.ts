@@ -36,7 +36,7 @@ export function useAlertToasts(): void {
     return client.onAlert((event) => {
       const name = event.name as AlertEventName;
       const alert = event.payload as Alert;
-      if (!alert || alert.silenced) return;
+      if (!alert || alert.silenced || alert.flapping) return; // held back, as notifications are
       const open = (id: string) => () => {
         toast.dismiss(id);
         navigateRef.current(`/alerts?alert=${alert.id}`);

@@ -31,6 +31,7 @@ export function makeAlert(over: Partial<Alert> = {}): Alert {
     lastValue: 41.2,
     lastSeenAt: "2026-01-01T10:00:00.000Z",
     silenced: false,
+    flapping: false,
     ...over,
   };
 }

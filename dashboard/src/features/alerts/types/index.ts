@@ -77,3 +77,7 @@ export function isOpen(status: AlertStatus): boolean {
 export function canAcknowledge(status: AlertStatus): boolean {
   return status === "triggered" || status === "escalated";
 }
+
+/** What "flapping" on an alert means (its title in the list and the detail). */
+export const FLAPPING_HINT =
+  "Opens and resolves too often: its notifications are held back until it has been quiet for a while";
