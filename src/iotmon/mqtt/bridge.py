@@ -34,8 +34,12 @@ H_RECEIVED = "mqtt-received-at"
 H_QOS = "mqtt-qos"
 H_DUP = "mqtt-dup"
 SESSION_EXPIRY_S = 3600
-RECEIVE_MAXIMUM = 1000  # QoS 1 messages the broker may have in flight to one bridge
-BATCH = 1000
+# QoS 1 messages the broker may have in flight to one bridge. Each batch waits for Kafka's
+# acknowledgement (tens to hundreds of ms on a loaded box) before its PUBACKs, so the window
+# bounds the rate: 1000 in flight held bench mqtt to ~2,200 readings/s while the bridge used
+# a quarter of a core.
+RECEIVE_MAXIMUM = 20_000
+BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
