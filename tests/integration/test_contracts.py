@@ -18,7 +18,7 @@ from iotmon.alerts.notify import Notifier, NotifyConfig
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.readings.models import Reason, Rejection, parse
-from iotmon.roles.alerts import rule_config
+from iotmon.alerts.config import rule_config
 from iotmon.roles.ingestion import IngestionRole
 from iotmon.roles.processing import ProcessingRole
 from iotmon.roles.runtime import Services

@@ -12,7 +12,7 @@ from iotmon.alerts import lifecycle
 from iotmon.alerts.engine import ACTIVE_KEY, AlertEngine
 from iotmon.alerts.flapping import FlapConfig, FlapTracker
 from iotmon.config import Settings
-from iotmon.roles.alerts import rule_config
+from iotmon.alerts.config import rule_config
 from tests.integration.test_alerts import (  # noqa: F401 (the fixtures)
     Mailbox,
     Webhooks,

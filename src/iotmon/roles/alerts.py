@@ -15,11 +15,11 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter
 
 from iotmon import logging as log
-from iotmon.alerts import rules
 from iotmon.alerts.candidates import decode_many as candidates_decode_many
+from iotmon.alerts.config import notify_config, rule_config
 from iotmon.alerts.engine import AlertEngine
 from iotmon.alerts.models import SEVERITIES
-from iotmon.alerts.notify import Notifier, NotifyConfig
+from iotmon.alerts.notify import Notifier
 from iotmon.bus import BusError, Message, TopicPartition, consume_available
 from iotmon.bus.pipeline import (
     DeadLetters,
@@ -29,7 +29,6 @@ from iotmon.bus.pipeline import (
     isolate_async,
     refused_by_database,
 )
-from iotmon.config import Settings, secret
 from iotmon.metrics import ALERTS_OPEN, BATCH_MESSAGES, BATCH_SECONDS
 from iotmon.realtime.publish import AsyncLivePublisher, Encoder
 from iotmon.roles import ROLES
@@ -51,32 +50,6 @@ STATE_POLL_S = 0.5
 HOUSEKEEPING_S = 5.0
 BATCH_SIZE = BATCH_MESSAGES.labels("alerts")
 BATCH_TOOK = BATCH_SECONDS.labels("alerts")
-
-
-def notify_config(s: Settings) -> NotifyConfig:
-    return NotifyConfig(
-        webhook_urls=tuple(s.notify_webhook_urls),
-        smtp_host=s.smtp_host,
-        smtp_port=s.smtp_port,
-        smtp_from=s.smtp_from,
-        smtp_to=tuple(s.smtp_to),
-        smtp_username=s.smtp_username,
-        smtp_password=secret(s.smtp_password),
-        smtp_starttls=s.smtp_starttls,
-        rate_limit_s=s.notify_rate_limit_s,
-    )
-
-
-def rule_config(s: Settings) -> rules.RuleConfig:
-    return rules.RuleConfig(
-        min_duration_s=s.alert_min_duration_s,
-        min_readings=s.alert_min_readings,
-        offline_timeout_s=s.alert_offline_timeout_s,
-        escalate_after_s=s.alert_escalate_after_s,
-        flap_changes=s.alert_flap_changes,
-        flap_window_s=s.alert_flap_window_s,
-        flap_quiet_s=s.alert_flap_quiet_s,
-    )
 
 
 class AlertsRole:
