@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any, cast
 
 import psycopg
@@ -66,6 +66,11 @@ FENCED = Counter(
 )
 
 _device, _ts = itemgetter(Col.DEVICE_ID), itemgetter(Col.TIMESTAMP)
+_partition, _offset, _value = (
+    methodcaller("partition"),
+    methodcaller("offset"),
+    methodcaller("value"),
+)
 
 
 OFFSETS_TIMEOUT_S = 60.0
@@ -294,11 +299,13 @@ class Ingestor:
     def prepare(self, messages: list[Message]) -> PreparedBatch | None:
         started = time.perf_counter()
         # Offsets per partition, in order within each: the last pair of a partition wins in
-        # dict(), the first in dict(reversed()). Two C-level dict builds instead of a Python
-        # loop with a membership test per message (no cast(): hot).
-        offsets: list[tuple[int, int]] = [(m.partition(), m.offset()) for m in messages]  # type: ignore[misc]
-        last: dict[int, int] = dict(offsets)
-        first: dict[int, int] = dict(reversed(offsets))
+        # dict(), the first in dict(reversed()). C-level maps and dict builds, no Python loop
+        # and no tuple per message (a list comprehension of pairs cost 0.4 us a message, a
+        # tenth of the reader's work; these 0.05).
+        parts: list[int] = list(map(_partition, messages))
+        offs: list[int] = list(map(_offset, messages))
+        last: dict[int, int] = dict(zip(parts, offs, strict=True))
+        first: dict[int, int] = dict(zip(reversed(parts), reversed(offs), strict=True))
         fence = self._fence
         if any(p not in fence or (fence[p] or 0) > off for p, off in first.items()):
             messages = self._drop_stale(messages)
@@ -320,8 +327,11 @@ class Ingestor:
                     to_offset=off,
                 )
         now, limits = self.clock(), self.config.limits
+        raws: list[bytes | None] = list(map(_value, messages))
+        if None in raws:  # a tombstone: empty bytes, which the decoder rejects
+            raws = [r or b"" for r in raws]
         rows, rejected = decode_batch(
-            lambda raws: parse_many(raws, now, limits), [m.value() or b"" for m in messages]
+            lambda rs: parse_many(rs, now, limits), cast(list[bytes], raws)
         )
         batch = PreparedBatch(
             rows=rows,
