@@ -9,10 +9,10 @@ import asyncio
 from typing import Any
 
 from iotmon.alerts import lifecycle
+from iotmon.alerts.config import rule_config
 from iotmon.alerts.engine import ACTIVE_KEY, AlertEngine
 from iotmon.alerts.flapping import FlapConfig, FlapTracker
 from iotmon.config import Settings
-from iotmon.alerts.config import rule_config
 from tests.integration.test_alerts import (  # noqa: F401 (the fixtures)
     Mailbox,
     Webhooks,
