@@ -19,7 +19,7 @@ from iotmon.bus import topic_specs
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.db import migrate, partitions
-from iotmon.web import auth
+from iotmon.users.service import create_user
 
 
 def machine() -> str:
@@ -107,7 +107,7 @@ class Sandbox:
         with psycopg.connect(url, autocommit=True) as conn:
             migrate.migrate(conn)
             partitions.ensure_ahead(conn, ahead_days=1)
-            auth.create_user(conn, BENCH_USER, BENCH_PASSWORD, "viewer")
+            create_user(conn, BENCH_USER, BENCH_PASSWORD, "viewer")
         bus = KafkaBus(settings.kafka_bootstrap)
         bus.create_topics(topic_specs(prefix))
         redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + f"/{redis_db}"

@@ -518,7 +518,7 @@ def _users(work: Any, *, revokes: str | None = None) -> Any:
     announced to the running web processes (their Socket.IO sockets are disconnected)."""
     import psycopg
 
-    from iotmon.web.auth import UserError
+    from iotmon.users.models import UserError
 
     async def main(conn: Any) -> Any:
         info = conn.info.dsn
@@ -581,22 +581,23 @@ def users_create(
     password: Annotated[str | None, typer.Option(help="asked for (hidden) when not given")] = None,
 ) -> None:
     """Create a user."""
-    from iotmon.web import auth
+    from iotmon.users import service
+    from iotmon.users.models import ROLES
 
-    if role not in auth.ROLES:
-        raise _fail(f"unknown role {role!r}: use one of {', '.join(auth.ROLES)}")
+    if role not in ROLES:
+        raise _fail(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     if password is None:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    _users(lambda conn: auth.create_user(conn, username, password, role))
+    _users(lambda conn: service.create_user(conn, username, password, role))
     console.print(f"user {username} created, role {role}")
 
 
 @users_app.command("list")
 def users_list() -> None:
     """Users and their roles."""
-    from iotmon.web import auth
+    from iotmon.users import service
 
-    users = _users(auth.list_users)
+    users = _users(service.list_users)
     if not users:
         console.print("no users (the web role creates 'admin' on its first embedded start)")
     for u in users:
@@ -609,9 +610,9 @@ def users_set_role(
     role: Annotated[str, typer.Argument(help=ROLE_HELP)],
 ) -> None:
     """Change a user's role (the user's sessions end: they log in again)."""
-    from iotmon.web import auth
+    from iotmon.users import service
 
-    _users(lambda conn: auth.set_role(conn, username, role), revokes=username)
+    _users(lambda conn: service.set_role(conn, username, role), revokes=username)
     console.print(f"user {username} is now {role}")
 
 
@@ -621,29 +622,29 @@ def users_set_password(
     password: Annotated[str | None, typer.Option(help="asked for (hidden) when not given")] = None,
 ) -> None:
     """Change a user's password."""
-    from iotmon.web import auth
+    from iotmon.users import service
 
     if password is None:
         password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    _users(lambda conn: auth.set_password(conn, username, password), revokes=username)
+    _users(lambda conn: service.set_password(conn, username, password), revokes=username)
     console.print(f"password of {username} changed (the user's sessions ended)")
 
 
 @users_app.command("delete")
 def users_delete(username: Annotated[str, typer.Argument()]) -> None:
     """Delete a user (the user's sessions end at once)."""
-    from iotmon.web import auth
+    from iotmon.users import service
 
-    _users(lambda conn: auth.delete_user(conn, username), revokes=username)
+    _users(lambda conn: service.delete_user(conn, username), revokes=username)
     console.print(f"user {username} deleted")
 
 
 @users_app.command("logout")
 def users_logout(username: Annotated[str, typer.Argument()]) -> None:
     """End every session of a user (tokens issued before are refused)."""
-    from iotmon.web import auth
+    from iotmon.users import service
 
-    _users(lambda conn: auth.revoke(conn, username), revokes=username)
+    _users(lambda conn: service.revoke(conn, username), revokes=username)
     console.print(f"sessions of {username} ended")
 
 

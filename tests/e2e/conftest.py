@@ -32,7 +32,7 @@ from iotmon.bus import topic_specs
 from iotmon.bus.kafka import KafkaBus
 from iotmon.devices.models import SEEDED
 from iotmon.simulator.signals import Signal
-from iotmon.web import auth
+from iotmon.users.service import create_user
 from tests.integration.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def system(
     url = _with_db(admin, db)
     with psycopg.connect(url, autocommit=True) as conn:
         for name, role in USERS.items():
-            auth.create_user(conn, name, PASSWORD, role)
+            create_user(conn, name, PASSWORD, role)
     history_hours = getattr(request.module, "HISTORY_HOURS", 4)
     if history_hours:
         seed_history(url, history_hours)

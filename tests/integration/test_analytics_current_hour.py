@@ -31,7 +31,7 @@ from iotmon.roles.processing import ProcessingRole
 from iotmon.roles.runtime import Services
 from iotmon.simulator.signals import Signal
 from iotmon.timefmt import iso_utc
-from iotmon.web import auth
+from iotmon.users.service import create_user
 from tests.integration.helpers import drain, query
 from tests.integration.test_api import web_app
 
@@ -97,7 +97,7 @@ def private_settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def client(private_settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        auth.create_user(conn, "viewer", PASSWORD, "viewer")
+        create_user(conn, "viewer", PASSWORD, "viewer")
     role, app = web_app(private_settings, database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(role.run(stop))

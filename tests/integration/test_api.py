@@ -25,6 +25,7 @@ from iotmon.readings.queries import csv_field
 from iotmon.roles.http import make_app
 from iotmon.roles.runtime import Services
 from iotmon.roles.web import WebRole
+from iotmon.users.service import create_user
 from iotmon.web import auth
 
 PASSWORD = "correct-horse"  # noqa: S105 (test users)
@@ -67,7 +68,7 @@ async def api(settings: Settings, database_url: str) -> AsyncIterator[Api]:
     assert settings.redis_url is not None
     with psycopg.connect(database_url, autocommit=True) as conn:
         for role in auth.ROLES:
-            auth.create_user(conn, role, PASSWORD, role)
+            create_user(conn, role, PASSWORD, role)
     role, app = web_app(settings, database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(role.run(stop))
@@ -736,7 +737,7 @@ async def test_rate_limit_is_shared_by_web_processes_and_answers_429(
     """Two web roles (two apps, as two processes would be) on one Redis, limit 5 a minute:
     a client's sixth request is refused whichever process gets it."""
     limit = settings.model_copy(update={"rate_limit_per_minute": 5})
-    api.role.api.settings = limit
+    api.role.api.rate_limit.settings = limit
     other, other_app = web_app(limit, database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(other.run(stop))

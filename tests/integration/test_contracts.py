@@ -13,12 +13,12 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
+from iotmon.alerts.config import rule_config
 from iotmon.alerts.engine import AlertEngine
 from iotmon.alerts.notify import Notifier, NotifyConfig
 from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.readings.models import Reason, Rejection, parse
-from iotmon.alerts.config import rule_config
 from iotmon.roles.ingestion import IngestionRole
 from iotmon.roles.processing import ProcessingRole
 from iotmon.roles.runtime import Services

@@ -23,7 +23,7 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
-from iotmon.web import auth
+from iotmon.users.service import create_user
 from tests.integration.helpers import free_port
 
 EXAMPLES_PER_OPERATION = 25
@@ -32,7 +32,7 @@ EXAMPLES_PER_OPERATION = 25
 @pytest.fixture
 def web_url(subprocess_env: dict[str, str], database_url: str) -> Iterator[str]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        auth.create_user(conn, "fuzzer", "fuzzer-password", "admin")
+        create_user(conn, "fuzzer", "fuzzer-password", "admin")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "iotmon", "run", "web"],

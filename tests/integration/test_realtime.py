@@ -31,6 +31,7 @@ import socketio
 
 from iotmon.config import Settings
 from iotmon.realtime.publish import WATCHED_KEY, Encoder, LivePublisher, replay_key
+from iotmon.users.service import create_user
 from iotmon.web import auth
 from tests.integration.helpers import free_port, query
 
@@ -166,7 +167,7 @@ def redis_url(settings: Settings) -> str:
 
 def add_user(settings: Settings, name: str, role: str) -> None:
     with psycopg.connect(db_url(settings), autocommit=True) as conn:
-        auth.create_user(conn, name, PASSWORD, role)
+        create_user(conn, name, PASSWORD, role)
 
 
 async def login(web: Proc, name: str, password: str = PASSWORD) -> str:

@@ -29,6 +29,7 @@ import redis
 import socketio
 
 from iotmon.config import Settings
+from iotmon.users.service import create_user
 from iotmon.web import auth
 from tests.integration.helpers import free_port
 
@@ -102,7 +103,7 @@ def start_web(
     assert settings.database_url is not None
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         for user in ("lim-viewer", "lim-other"):
-            auth.create_user(conn, user, PASSWORD, "viewer")
+            create_user(conn, user, PASSWORD, "viewer")
 
     def start(**env: str) -> Web:
         extra = {"IOTMON_RATE_LIMIT_PER_MINUTE": "0"} | {

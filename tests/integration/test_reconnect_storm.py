@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 from iotmon.config import Settings
-from iotmon.web import auth
+from iotmon.users.service import create_user
 from tests.integration.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,7 +187,7 @@ def test_a_thousand_clients_at_once_against_run_web(
 ) -> None:
     assert settings.database_url is not None
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-        auth.create_user(conn, "storm-viewer", PASSWORD, "viewer")
+        create_user(conn, "storm-viewer", PASSWORD, "viewer")
     env = subprocess_env | {"IOTMON_RATE_LIMIT_PER_MINUTE": "0"}
     server = Server(["run", "web"], env, tmp_path / "web.log")
     servers.append(server)

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from iotmon.config import Settings
-from iotmon.web import auth
+from iotmon.users.service import create_user
 from tests.integration.helpers import free_port, query
 
 SCENARIOS = [
@@ -64,7 +64,7 @@ def test_every_alert_type_fires_from_a_scenario(
             time.sleep(0.5)
         # the control endpoint is for operators (a token from the web role of the same up)
         with psycopg.connect(url, autocommit=True) as conn:
-            auth.create_user(conn, "scenarios", "scenarios-password", "operator")
+            create_user(conn, "scenarios", "scenarios-password", "operator")
         login = httpx.post(
             f"http://127.0.0.1:{port}/api/auth/token",
             json={"username": "scenarios", "password": "scenarios-password"},

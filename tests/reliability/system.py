@@ -36,7 +36,7 @@ from confluent_kafka import TopicPartition as KTP
 
 from iotmon.bus import topic_specs
 from iotmon.bus.kafka import KafkaBus
-from iotmon.web import auth
+from iotmon.users.service import create_user
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "scripts" / "infra.sh"
@@ -227,8 +227,8 @@ class System:
                 timeout=120,
             )
         with psycopg.connect(self.infra.database_url, autocommit=True) as conn:
-            auth.create_user(conn, "reliability", PASSWORD, "viewer")
-            auth.create_user(conn, "reliability-operator", PASSWORD, "operator")
+            create_user(conn, "reliability", PASSWORD, "viewer")
+            create_user(conn, "reliability-operator", PASSWORD, "operator")
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from iotmon.config import Settings
-from iotmon.web import auth
+from iotmon.users.service import create_user
 from tests.integration.helpers import free_port
 
 PASSWORD = "correct-horse-battery"  # noqa: S105 (test users)
@@ -119,7 +119,7 @@ def system(
     }
     with psycopg.connect(database_url, autocommit=True) as conn:
         for role in ROLES:
-            auth.create_user(conn, role, PASSWORD, role)
+            create_user(conn, role, PASSWORD, role)
     sysm = System(settings, env, tmp_path, database_url, redis_url)
     yield sysm
     for p in sysm.procs:

@@ -19,8 +19,9 @@ from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, Ale
 from iotmon.readings.models import DEVICE_ID
 from iotmon.readings.queries import csv_field
 from iotmon.timefmt import aware, iso_utc
-from iotmon.web.app import Api, ApiError, DeviceIdQuery, Envelope, errors, ok
-from iotmon.web.auth import Principal
+from iotmon.users.models import Principal
+from iotmon.web.envelope import ApiError, DeviceIdQuery, Envelope, errors, ok
+from iotmon.web.legacy import RouterApi as Api
 
 Severity = Literal["low", "medium", "high", "critical"]
 AlertType = Literal[

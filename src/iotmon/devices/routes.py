@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,8 +13,8 @@ from iotmon.devices import service
 from iotmon.devices.models import reading_status
 from iotmon.profiles.models import StateAlert
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
-from iotmon.web.auth import Principal
+from iotmon.web.deps import VIEWER, Admin, ApiSettings, Pool, Redis, State
+from iotmon.web.envelope import ApiError, DeviceIdPath, Envelope, errors, ok
 
 DeviceStatus = Literal["active", "inactive", "maintenance", "unregistered"]
 
@@ -155,43 +155,28 @@ class ConfigUpdate(BaseModel):
 NOT_NULL = ("location", "unit", "intervalMs", "status")
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/devices", tags=["devices"], responses=errors())
-    viewer = Depends(api.require("viewer"))
-    admin = Depends(api.require("admin"))
+router = APIRouter(prefix="/api/devices", tags=["devices"], responses=errors())
 
-    @r.get("", response_model=DeviceListEnvelope, dependencies=[viewer])
-    async def list_devices(
-        request: Request,
-        status: DeviceStatus | None = None,
-        type: Annotated[str | None, Query(max_length=64)] = None,
-        location: Annotated[str | None, Query(max_length=100)] = None,
-        q: Annotated[
-            str | None,
-            Query(max_length=100, description="part of the id, type or location, any case"),
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> Response:
-        """Devices with their current reading, alert status and 24 h statistics, ordered by
-        id (the same answer for a second to every caller)."""
-        key = f"devices:{status}:{type}:{location}:{q}:{limit}:{offset}"
-        return await api.cached(
-            request,
-            key,
-            lambda: list_page(status, type, location, q, limit, offset),
-            role="viewer",
-        )
 
-    async def list_page(
-        status: str | None,
-        type: str | None,
-        location: str | None,
-        q: str | None,
-        limit: int,
-        offset: int,
-    ) -> Response:
-        async with api.pool.connection() as conn:
+@router.get("", response_model=DeviceListEnvelope, dependencies=[VIEWER])
+async def list_devices(
+    request: Request,
+    state: State,
+    status: DeviceStatus | None = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    location: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=100, description="part of the id, type or location, any case"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Devices with their current reading, alert status and 24 h statistics, ordered by
+    id (the same answer for a second to every caller)."""
+
+    async def page() -> Response:
+        async with state.pool.connection() as conn:
             rows, total = await service.list_rows(
                 conn,
                 service.Page(limit, offset),
@@ -201,13 +186,13 @@ def router(api: Api) -> APIRouter:
                 search=q,
             )
             alerts = await service.alert_levels(conn, [r["device_id"] for r in rows])
-        states = await api.live_state([r["device_id"] for r in rows])
+        states = await service.live_state(state.redis, [r["device_id"] for r in rows])
         devices = [
             service.summary(
                 row,
                 states.get(row["device_id"], {}),
                 alerts.get(row["device_id"]),
-                api.settings.alert_offline_timeout_s,
+                state.settings.alert_offline_timeout_s,
             )
             for row in rows
         ]
@@ -217,94 +202,90 @@ def router(api: Api) -> APIRouter:
             {"totalDevices": total, "activeDevices": active, "limit": limit, "offset": offset},
         )
 
-    @r.get(
-        "/{device_id}",
-        response_model=DeviceDetailsEnvelope,
-        dependencies=[viewer],
-        responses=errors({404: "no such device"}),
-    )
-    async def get_device(device_id: DeviceIdPath) -> Response:
-        """Configuration, current reading, 1 h and 24 h statistics, open alerts."""
-        async with api.pool.connection() as conn:
-            row = await api.device_row(conn, device_id)
-            alerts = await service.alert_levels(conn, [device_id])
-        state = (await api.live_state([device_id], windows=("1h", "24h")))[device_id]
-        alert = alerts.get(device_id)
-        return ok(
-            service.config_json(row)
-            | {
-                "connectivity": service.connectivity(
-                    row, state["lastSeen"], api.settings.alert_offline_timeout_s
-                ),
-                "current": state["current"],
-                "stats1h": state["stats1h"],
-                "stats24h": state["stats24h"],
-                "alertStatus": alert[0] if alert else "normal",
-                "openAlerts": alert[1] if alert else 0,
-            }
-        )
+    key = f"devices:{status}:{type}:{location}:{q}:{limit}:{offset}"
+    return await state.answers.get(request, key, page, role="viewer")
 
-    @r.get(
-        "/{device_id}/current",
-        response_model=CurrentEnvelope,
-        dependencies=[viewer],
-        responses=errors({404: "no such device, or no reading yet"}),
-    )
-    async def current(device_id: DeviceIdPath) -> Response:
-        """The latest reading: from Redis, else the newest row in PostgreSQL."""
-        async with api.pool.connection() as conn:
-            row = await api.device_row(conn, device_id)
-            state = (await api.live_state([device_id], windows=()))[device_id]
-            if state["current"] is not None:
-                return ok(state["current"])
-            cur = await conn.execute(
-                'SELECT "timestamp", value, unit, sensor_type FROM sensor_readings'
-                ' WHERE device_id = %s ORDER BY "timestamp" DESC LIMIT 1',
-                (device_id,),
-            )
-            last = await cur.fetchone()
-        if last is None:
-            raise ApiError(404, "no_data", f"device {device_id!r} has sent no reading yet")
-        t, value, unit, sensor_type = last
-        status = reading_status(
-            value, row["normal_min"], row["normal_max"], row["alert_min"], row["alert_max"]
-        )
-        return ok(
-            {
-                "value": value,
-                "timestamp": iso_utc(t),
-                "status": status,
-                "unit": unit,
-                "sensorType": sensor_type,
-            }
-        )
 
-    @r.put(
-        "/{device_id}/config",
-        response_model=DeviceConfigEnvelope,
-        responses=errors({404: "no such device", 422: "an invalid configuration"}),
+@router.get(
+    "/{device_id}",
+    response_model=DeviceDetailsEnvelope,
+    dependencies=[VIEWER],
+    responses=errors({404: "no such device"}),
+)
+async def get_device(
+    device_id: DeviceIdPath, pool: Pool, redis: Redis, settings: ApiSettings
+) -> Response:
+    """Configuration, current reading, 1 h and 24 h statistics, open alerts."""
+    async with pool.connection() as conn:
+        row = await service.get_row(conn, device_id)
+        alerts = await service.alert_levels(conn, [device_id])
+    live = (await service.live_state(redis, [device_id], windows=("1h", "24h")))[device_id]
+    alert = alerts.get(device_id)
+    return ok(
+        service.config_json(row)
+        | {
+            "connectivity": service.connectivity(
+                row, live["lastSeen"], settings.alert_offline_timeout_s
+            ),
+            "current": live["current"],
+            "stats1h": live["stats1h"],
+            "stats24h": live["stats24h"],
+            "alertStatus": alert[0] if alert else "normal",
+            "openAlerts": alert[1] if alert else 0,
+        }
     )
-    async def update_config(
-        device_id: DeviceIdPath, body: ConfigUpdate, who: Principal = admin
-    ) -> Response:
-        """Change thresholds, interval, location, status, offline timeout or state alert
-        (admin). Processing and alerts apply it within 10 s, without a restart."""
-        changes = body.model_dump(exclude_unset=True)
-        nulls = [k for k in NOT_NULL if k in changes and changes[k] is None]
-        if nulls:
-            raise ApiError(
-                422, "validation_error", f"{', '.join(nulls)} cannot be null", {"fields": nulls}
-            )
-        if not changes:
-            raise ApiError(422, "validation_error", "nothing to change: the body is empty")
-        async with api.pool.connection() as conn:
-            try:
-                row = await service.update_config(conn, device_id, changes)
-            except service.DeviceNotFound as exc:
-                raise ApiError(404, "not_found", str(exc)) from None
-            except service.ConfigError as exc:
-                raise ApiError(422, "invalid_config", str(exc), {"changes": changes}) from None
-        api.log.info("device configured", device=device_id, by=who.username, changes=changes)
-        return ok(service.config_json(row))
 
-    return r
+
+@router.get(
+    "/{device_id}/current",
+    response_model=CurrentEnvelope,
+    dependencies=[VIEWER],
+    responses=errors({404: "no such device, or no reading yet"}),
+)
+async def current(device_id: DeviceIdPath, pool: Pool, redis: Redis) -> Response:
+    """The latest reading: from Redis, else the newest row in PostgreSQL."""
+    async with pool.connection() as conn:
+        row = await service.get_row(conn, device_id)
+        live = (await service.live_state(redis, [device_id], windows=()))[device_id]
+        if live["current"] is not None:
+            return ok(live["current"])
+        last = await service.latest_reading(conn, device_id)
+    if last is None:
+        raise ApiError(404, "no_data", f"device {device_id!r} has sent no reading yet")
+    t, value, unit, sensor_type = last
+    status = reading_status(
+        value, row["normal_min"], row["normal_max"], row["alert_min"], row["alert_max"]
+    )
+    return ok(
+        {
+            "value": value,
+            "timestamp": iso_utc(t),
+            "status": status,
+            "unit": unit,
+            "sensorType": sensor_type,
+        }
+    )
+
+
+@router.put(
+    "/{device_id}/config",
+    response_model=DeviceConfigEnvelope,
+    responses=errors({404: "no such device", 422: "an invalid configuration"}),
+)
+async def update_config(
+    device_id: DeviceIdPath, body: ConfigUpdate, who: Admin, state: State
+) -> Response:
+    """Change thresholds, interval, location, status, offline timeout or state alert
+    (admin). Processing and alerts apply it within 10 s, without a restart."""
+    changes = body.model_dump(exclude_unset=True)
+    nulls = [k for k in NOT_NULL if k in changes and changes[k] is None]
+    if nulls:
+        raise ApiError(
+            422, "validation_error", f"{', '.join(nulls)} cannot be null", {"fields": nulls}
+        )
+    if not changes:
+        raise ApiError(422, "validation_error", "nothing to change: the body is empty")
+    async with state.pool.connection() as conn:
+        row = await service.update_config(conn, device_id, changes)
+    state.log.info("device configured", device=device_id, by=who.username, changes=changes)
+    return ok(service.config_json(row))

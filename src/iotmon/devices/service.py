@@ -14,10 +14,14 @@ import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from iotmon import logging as log
 from iotmon.alerts.models import SEVERITIES
 from iotmon.cache import keys
 from iotmon.devices.models import offline_timeout
+from iotmon.metrics import REDIS_ERRORS
 from iotmon.timefmt import iso_utc
+
+logger = log.get("iotmon.web")
 
 COLUMNS = (
     "device_id, device_type, location, unit, normal_min, normal_max, alert_min, alert_max,"
@@ -44,7 +48,12 @@ class DeviceNotFound(LookupError):
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot be (the message says why, for a person)."""
+    """A configuration that cannot be (the message says why, for a person; ``details``: the
+    changes asked for)."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,32 @@ async def live(
     return out
 
 
+async def live_state(
+    r: aioredis.Redis, device_ids: list[str], windows: tuple[str, ...] = ("24h",)
+) -> dict[str, dict[str, Any]]:
+    """``live``, but when Redis is down the API still answers from PostgreSQL, without live
+    values."""
+    try:
+        return await live(r, device_ids, windows=windows)
+    except aioredis.RedisError as exc:
+        REDIS_ERRORS.labels("web").inc()
+        logger.warning("redis unavailable: answering without live state", error=str(exc))
+        empty = {"current": None, "lastSeen": None} | {f"stats{w}": None for w in windows}
+        return {d: dict(empty) for d in device_ids}
+
+
+async def latest_reading(
+    conn: psycopg.AsyncConnection[Any], device_id: str
+) -> tuple[Any, ...] | None:
+    """The newest stored reading: (timestamp, value, unit, sensor_type), or None."""
+    cur = await conn.execute(
+        'SELECT "timestamp", value, unit, sensor_type FROM sensor_readings'
+        ' WHERE device_id = %s ORDER BY "timestamp" DESC LIMIT 1',
+        (device_id,),
+    )
+    return await cur.fetchone()
+
+
 def connectivity(
     row: dict[str, Any],
     last_seen: float | None,
@@ -244,7 +279,10 @@ async def update_config(
         row = await cur.fetchone()
         if row is None:
             raise DeviceNotFound(f"device {device_id!r} does not exist")
-        check_config(row, changes)
+        try:
+            check_config(row, changes)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), {"changes": changes}) from None
         if changes:
             sets = ", ".join(f"{EDITABLE[k]} = %({k})s" for k in changes)
             params = {**changes, "id": device_id}

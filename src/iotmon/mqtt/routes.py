@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from iotmon.config import secret
 from iotmon.mqtt import provisioning
-from iotmon.mqtt.credentials import BrokerRefused, BrokerUnavailable, CredentialsError
-from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
-from iotmon.web.auth import Principal
+from iotmon.web.deps import ADMIN, Admin, ApiSettings, Pool
+from iotmon.web.envelope import DeviceIdPath, Envelope, errors, ok
 
 
 class CredentialInfo(BaseModel):
@@ -55,81 +54,58 @@ BROKER_ERRORS = {
 }
 
 
-def _error(exc: CredentialsError) -> ApiError:
-    if isinstance(exc, provisioning.DeviceNotFound | provisioning.NoCredentials):
-        return ApiError(404, "not_found", str(exc))
-    if isinstance(exc, provisioning.NotConfigured):
-        return ApiError(503, "mqtt_not_configured", str(exc))
-    if isinstance(exc, BrokerUnavailable):
-        return ApiError(503, "broker_unavailable", str(exc), **{"Retry-After": "5"})
-    if isinstance(exc, BrokerRefused):
-        return ApiError(502, "broker_refused", str(exc))
-    return ApiError(503, "mqtt_error", str(exc))
+router = APIRouter(prefix="/api/devices", tags=["mqtt credentials"], responses=errors())
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/devices", tags=["mqtt credentials"], responses=errors())
-    admin = Depends(api.require("admin"))
+@router.post(
+    "/{device_id}/mqtt-credentials",
+    response_model=IssuedEnvelope,
+    status_code=201,
+    responses=errors(BROKER_ERRORS),
+)
+async def issue(device_id: DeviceIdPath, who: Admin, pool: Pool, settings: ApiSettings) -> Response:
+    """New MQTT credentials for a device (admin). The password is in this answer only (the
+    system keeps a PBKDF2-SHA512 hash); the username is the device id. The device may
+    publish and subscribe only on ``<root>+/<device>/#`` (e.g. ``cmnd/<device>/...``,
+    ``devices/<device>/...``). Issuing again replaces the previous credentials: a client
+    connected with them is disconnected. Applies at once, without restarting the broker."""
+    async with pool.connection() as conn:
+        data = await provisioning.provision(
+            conn,
+            admin_url=secret(settings.mqtt_admin_url),
+            device_id=device_id,
+            root=settings.mqtt_topic_root,
+            by=who.username,
+        )
+    return ok(data, status=201)
 
-    def admin_url() -> str | None:
-        return secret(api.settings.mqtt_admin_url)
 
-    @r.post(
-        "/{device_id}/mqtt-credentials",
-        response_model=IssuedEnvelope,
-        status_code=201,
-        responses=errors(BROKER_ERRORS),
-    )
-    async def issue(device_id: DeviceIdPath, who: Principal = admin) -> Response:
-        """New MQTT credentials for a device (admin). The password is in this answer only (the
-        system keeps a PBKDF2-SHA512 hash); the username is the device id. The device may
-        publish and subscribe only on ``<root>+/<device>/#`` (e.g. ``cmnd/<device>/...``,
-        ``devices/<device>/...``). Issuing again replaces the previous credentials: a client
-        connected with them is disconnected. Applies at once, without restarting the broker."""
-        async with api.pool.connection() as conn:
-            try:
-                data = await provisioning.provision(
-                    conn,
-                    admin_url=admin_url(),
-                    device_id=device_id,
-                    root=api.settings.mqtt_topic_root,
-                    by=who.username,
-                )
-            except CredentialsError as exc:
-                raise _error(exc) from None
-        return ok(data, status=201)
+@router.get(
+    "/{device_id}/mqtt-credentials",
+    response_model=CredentialEnvelope,
+    responses=errors({404: BROKER_ERRORS[404]}),
+    dependencies=[ADMIN],
+)
+async def show(device_id: DeviceIdPath, pool: Pool) -> Response:
+    """The device's live MQTT credentials: username, allowed topics, when and by whom
+    issued (admin). Never the password."""
+    async with pool.connection() as conn:
+        data: dict[str, Any] = await provisioning.current(conn, device_id)
+    return ok(data)
 
-    @r.get(
-        "/{device_id}/mqtt-credentials",
-        response_model=CredentialEnvelope,
-        responses=errors({404: BROKER_ERRORS[404]}),
-        dependencies=[admin],
-    )
-    async def show(device_id: DeviceIdPath) -> Response:
-        """The device's live MQTT credentials: username, allowed topics, when and by whom
-        issued (admin). Never the password."""
-        async with api.pool.connection() as conn:
-            try:
-                data: dict[str, Any] = await provisioning.current(conn, device_id)
-            except CredentialsError as exc:
-                raise _error(exc) from None
-        return ok(data)
 
-    @r.delete(
-        "/{device_id}/mqtt-credentials",
-        response_model=RevokedEnvelope,
-        responses=errors(BROKER_ERRORS),
-    )
-    async def revoke(device_id: DeviceIdPath, who: Principal = admin) -> Response:
-        """Revoke the device's MQTT credentials (admin): deleted on the broker at once, a
-        connected client is disconnected and its next connect refused."""
-        async with api.pool.connection() as conn:
-            try:
-                data = await provisioning.revoke(
-                    conn, admin_url=admin_url(), device_id=device_id, by=who.username
-                )
-            except CredentialsError as exc:
-                raise _error(exc) from None
-        return ok(data)
-
-    return r
+@router.delete(
+    "/{device_id}/mqtt-credentials",
+    response_model=RevokedEnvelope,
+    responses=errors(BROKER_ERRORS),
+)
+async def revoke(
+    device_id: DeviceIdPath, who: Admin, pool: Pool, settings: ApiSettings
+) -> Response:
+    """Revoke the device's MQTT credentials (admin): deleted on the broker at once, a
+    connected client is disconnected and its next connect refused."""
+    async with pool.connection() as conn:
+        data = await provisioning.revoke(
+            conn, admin_url=secret(settings.mqtt_admin_url), device_id=device_id, by=who.username
+        )
+    return ok(data)

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from iotmon.readings import queries
 from iotmon.timefmt import aware, iso_utc
-from iotmon.web.app import Api, ApiError, DeviceIdPath, Envelope, errors, ok
+from iotmon.web.envelope import ApiError, DeviceIdPath, Envelope, errors, ok
+from iotmon.web.legacy import RouterApi as Api
 
 MAX_RANGE = timedelta(days=400)
 CSV_MAX_ROWS = 5_000_000

@@ -54,7 +54,8 @@ from iotmon.realtime.protocol import GuardedServer, LenientJson, Throttled, erro
 from iotmon.realtime.publish import WATCHED_KEY, channel_for, db_of
 from iotmon.realtime.sessions import SocketSessions, listen_revocations
 from iotmon.timefmt import iso_utc
-from iotmon.web.auth import AuthError, Principal, bearer
+from iotmon.users.models import AuthError, Principal
+from iotmon.web.auth import bearer
 
 logger = log.get(__name__)
 

@@ -68,6 +68,7 @@ class SimulatorRole:
 
     async def _operator(self, request: Request) -> None:
         """The control endpoint's gate (see the module's docstring)."""
+        from iotmon.users.models import AuthError
         from iotmon.web import auth
 
         token = auth.bearer(request.headers.get("authorization"))
@@ -82,7 +83,7 @@ class SimulatorRole:
             )
         try:
             who = self.tokens.verify(token)
-        except auth.AuthError as exc:
+        except AuthError as exc:
             raise HTTPException(401, str(exc), {"WWW-Authenticate": "Bearer"}) from None
         if not await auth.session_current(who):
             raise HTTPException(401, "the session has ended: log in again")

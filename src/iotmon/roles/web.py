@@ -16,8 +16,12 @@ from iotmon import logging as log
 from iotmon.metrics import watch_pool
 from iotmon.realtime.server import LiveService
 from iotmon.roles.runtime import Services, tune_gc
-from iotmon.web import auth
-from iotmon.web.app import Api
+from iotmon.users import service as users
+from iotmon.web import auth, metrics
+from iotmon.web.answers import AnswerReplay
+from iotmon.web.app import install
+from iotmon.web.routers import routers
+from iotmon.web.state import ApiState
 
 logger = log.get(__name__)
 
@@ -34,7 +38,7 @@ class WebRole:
         s = services.settings
         with psycopg.connect(services.database_url, autocommit=True) as conn:
             key = auth.signing_key(conn, s.jwt_secret.get_secret_value() if s.jwt_secret else None)
-            password = auth.ensure_admin(conn) if services.embedded else None
+            password = users.ensure_admin(conn) if services.embedded else None
         if password:
             # Embedded mode, first start: the one time this password is shown.
             print(
@@ -66,7 +70,7 @@ class WebRole:
             connect_timeout_s=s.live_connect_timeout_s,
             replays_per_minute=s.live_replays_per_minute,
         )
-        self.api = Api(services, self.pool, self.tokens)
+        self.api = ApiState(services, self.pool, self.tokens)
         tune_gc()
 
     async def device_exists(self, device_id: str) -> bool:
@@ -98,21 +102,18 @@ class WebRole:
         return {"socketClients": self.live.connected}
 
     def routers(self) -> list[APIRouter]:
-        return self.api.routers()
+        return routers(self.api)
 
     def wrap(self, app: FastAPI) -> Any:
         """The process's ASGI app: Socket.IO at /socket.io, everything else to ``app``."""
-        self.api.install(app)
+        install(app, self.api)
         from iotmon.roles.http import counter
-        from iotmon.web import metrics
-        from iotmon.web.app import HOT_CACHE_S
-        from iotmon.web.asgi import Replay
 
-        self.live.app.other_asgi_app = Replay(
+        self.live.app.other_asgi_app = AnswerReplay(
             app,
-            lifetime_s=HOT_CACHE_S,
+            lifetime_s=self.api.answers.lifetime_s,
             authorize=self.api.may_read,
-            gate=self.api.admit,
+            gate=self.api.rate_limit.admit,
             # What the stack's own observers would have seen of these requests.
             observers=[metrics.observe, counter(self.services)],
         )

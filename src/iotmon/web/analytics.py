@@ -24,7 +24,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from iotmon.timefmt import iso_utc
-from iotmon.web.app import Api, DeviceIdPath, Envelope, errors, ok
+from iotmon.web.envelope import DeviceIdPath, Envelope, errors, ok
+from iotmon.web.legacy import RouterApi as Api
 
 CACHE_TTL_S = 5
 

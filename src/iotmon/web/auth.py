@@ -1,5 +1,5 @@
-"""Users, passwords and tokens: argon2 password hashes, HS256 JWT bearer tokens with expiry,
-roles ``viewer`` < ``operator`` < ``admin``.
+"""Tokens and sessions: HS256 JWT bearer tokens with expiry for the users of ``iotmon.users``
+(roles ``viewer`` < ``operator`` < ``admin``).
 
 The signing key is ``IOTMON_JWT_SECRET`` or, when unset, one generated on first use and kept
 in PostgreSQL (``app_secrets``), so every web process of a deployment accepts the same tokens.
@@ -13,7 +13,6 @@ Socket.IO servers disconnect that user's sockets.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -21,160 +20,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+import orjson
 import psycopg
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
-ROLES: tuple[str, ...] = ("viewer", "operator", "admin")  # in rank order
+from iotmon.users import service as users
+from iotmon.users.models import ROLES, AuthError, Principal, UserError
+
 ALGORITHM = "HS256"
-USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_hasher = PasswordHasher()
-# Verifying an unknown user costs the same as a known one: no user enumeration by timing.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 # Redis channel: {"username": ...} published on every revocation (the Socket.IO servers
 # disconnect that user's sockets).
 REVOKED_CHANNEL = "iotmon:sessions:revoked"
 SESSION_CACHE_S = 2.0
 
 
-class AuthError(Exception):
-    """Credentials or a token that do not let someone in (the message says why)."""
-
-
-class UserError(Exception):
-    """A user request that cannot be done (unknown user, bad role, weak password)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    username: str
-    role: str
-    version: int = 0  # the user's token_version when the token was issued
-
-    def can(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
-
-
-def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise UserError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    return role
-
-
-def check_password(password: str) -> str:
-    if len(password) < 8:
-        raise UserError("a password needs at least 8 characters")
-    return password
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(check_password(password))
-
-
-# --- users (sync: the CLI and the web role's thread pool both use these) ---
-def create_user(conn: psycopg.Connection[Any], username: str, password: str, role: str) -> None:
-    check_role(role)
-    check_password(password)
-    if not USERNAME.match(username):
-        raise UserError(f"invalid user name {username!r}: 1-64 letters, digits or . _ @ -")
-    try:
-        conn.execute(
-            "INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)",
-            (username, _hasher.hash(password), role),
-        )
-    except psycopg.errors.UniqueViolation:
-        raise UserError(f"user {username!r} exists already") from None
-
-
-# Every change that ends a user's sessions bumps token_version (tokens carry the version they
-# were issued with); the caller publishes the revocation (``revoked_message``).
-SET_ROLE = (
-    "UPDATE users SET role = %s, updated_at = now(),"
-    " token_version = token_version + CASE WHEN role = %s THEN 0 ELSE 1 END"
-    " WHERE username = %s"
-)
-SET_HASH = (
-    "UPDATE users SET password_hash = %s, updated_at = now(), token_version = token_version + 1"
-    " WHERE username = %s"
-)
-REVOKE = "UPDATE users SET token_version = token_version + 1 WHERE username = %s"
-DELETE = "DELETE FROM users WHERE username = %s"
-
-
 def revoked_message(username: str) -> bytes:
-    import orjson
-
     return orjson.dumps({"username": username})
-
-
-def set_role(conn: psycopg.Connection[Any], username: str, role: str) -> None:
-    check_role(role)
-    cur = conn.execute(SET_ROLE, (role, role, username))
-    if cur.rowcount == 0:
-        raise UserError(f"user {username!r} does not exist")
-
-
-def set_password(conn: psycopg.Connection[Any], username: str, password: str) -> None:
-    check_password(password)
-    cur = conn.execute(SET_HASH, (_hasher.hash(password), username))
-    if cur.rowcount == 0:
-        raise UserError(f"user {username!r} does not exist")
-
-
-def delete_user(conn: psycopg.Connection[Any], username: str) -> None:
-    cur = conn.execute(DELETE, (username,))
-    if cur.rowcount == 0:
-        raise UserError(f"user {username!r} does not exist")
-
-
-def revoke(conn: psycopg.Connection[Any], username: str) -> None:
-    """End every session of ``username`` (tokens issued before are refused)."""
-    cur = conn.execute(REVOKE, (username,))
-    if cur.rowcount == 0:
-        raise UserError(f"user {username!r} does not exist")
-
-
-def list_users(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT username, role, created_at FROM users ORDER BY username")
-    return [{"username": u, "role": r, "createdAt": c} for u, r, c in cur.fetchall()]
-
-
-def count_users(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM users").fetchone()
-    return int(row[0]) if row else 0
-
-
-USER_ROW = "SELECT password_hash, role, token_version FROM users WHERE username = %s"
-
-
-def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> Principal:
-    row = conn.execute(USER_ROW, (username,)).fetchone()
-    return verify_password(username, row, password)
-
-
-def verify_password(username: str, row: Any, password: str) -> Principal:
-    """``row`` is (password_hash, role, token_version) or None for an unknown user (verified
-    all the same, so the answer takes as long)."""
-    try:
-        _hasher.verify(row[0] if row else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        row = None
-    if row is None:
-        raise AuthError("wrong user name or password")
-    return Principal(username, row[1], int(row[2]) if len(row) > 2 else 0)
-
-
-def ensure_admin(conn: psycopg.Connection[Any]) -> str | None:
-    """When there is no user at all, create ``admin`` with a random password and return the
-    password (to be printed once); otherwise None."""
-    if count_users(conn):
-        return None
-    password = secrets.token_urlsafe(12)
-    try:
-        create_user(conn, "admin", password, "admin")
-    except UserError:  # another process got there first
-        return None
-    return password
 
 
 def signing_key(conn: psycopg.Connection[Any], configured: str | None) -> str:
@@ -273,11 +133,7 @@ class Sessions:
 
     async def _read(self, username: str) -> tuple[str, int] | None:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT role, token_version FROM users WHERE username = %s", (username,)
-            )
-            row = await cur.fetchone()
-        return (str(row[0]), int(row[1])) if row else None
+            return await users.session_state(conn, username)
 
     async def state(self, username: str) -> tuple[str, int] | None:
         """(role, token_version) of ``username``, or None when there is no such user."""

@@ -10,14 +10,15 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict
 
 from iotmon import __version__
 from iotmon.alerts.models import SEVERITIES
 from iotmon.cache import keys
-from iotmon.web.app import Api, Envelope, errors, ok
+from iotmon.web.deps import VIEWER, Pool, State
+from iotmon.web.envelope import Envelope, errors, ok
 
 REQUESTS = Counter("iotmon_http_requests_total", "API requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -57,24 +58,22 @@ class SystemEnvelope(Envelope):
     data: dict[str, Any]
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/metrics", tags=["metrics"], responses=errors())
-    viewer = Depends(api.require("viewer"))
+router = APIRouter(prefix="/api/metrics", tags=["metrics"], responses=errors())
 
-    @r.get("/dashboard", response_model=DashboardEnvelope, dependencies=[viewer])
-    async def dashboard(request: Request) -> Response:
-        """Key figures: devices, active devices, open alerts by severity, readings in the last
-        hour (from processing's ``system:metrics``, written every second)."""
-        return await api.cached(request, "metrics:dashboard", figures, role="viewer")
+
+@router.get("/dashboard", response_model=DashboardEnvelope, dependencies=[VIEWER])
+async def dashboard(request: Request, state: State) -> Response:
+    """Key figures: devices, active devices, open alerts by severity, readings in the last
+    hour (from processing's ``system:metrics``, written every second)."""
 
     async def figures() -> Response:
         system: dict[str, Any] = {}
         try:
-            raw = await api.redis.get(keys.SYSTEM_METRICS)
+            raw = await state.redis.get(keys.SYSTEM_METRICS)
             system = orjson.loads(raw) if raw else {}
         except aioredis.RedisError:
             pass
-        async with api.pool.connection() as conn:
+        async with state.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT severity, count(*) FROM alerts WHERE status <> 'resolved' GROUP BY severity"
             )
@@ -95,44 +94,45 @@ def router(api: Api) -> APIRouter:
             }
         )
 
-    @r.get("/system", response_model=SystemEnvelope, dependencies=[viewer])
-    async def system() -> Response:
-        """This web process, Redis and PostgreSQL: uptime, memory, load, connections, sizes."""
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        out: dict[str, Any] = {
-            "version": __version__,
-            "process": {
-                "pid": os.getpid(),
-                "uptimeS": round(time.time() - api.services.started_at, 1),
-                "maxRssMiB": round(usage.ru_maxrss / 1024, 1),
-                "cpuUserS": round(usage.ru_utime, 2),
-                "cpuSystemS": round(usage.ru_stime, 2),
-            },
-            "host": {"loadAverage": list(os.getloadavg()), "cpus": os.cpu_count()},
-        }
-        try:
-            info = await api.redis.info()
-            out["redis"] = {
-                "usedMemoryMiB": round(int(info.get("used_memory", 0)) / 2**20, 1),
-                "connectedClients": int(info.get("connected_clients", 0)),
-                "opsPerSecond": int(info.get("instantaneous_ops_per_sec", 0)),
-                "version": info.get("redis_version"),
-            }
-        except aioredis.RedisError as exc:
-            out["redis"] = {"error": str(exc)}
-        async with api.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT pg_database_size(current_database()),"
-                " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
-                " current_setting('server_version')"
-            )
-            row = await cur.fetchone()
-        assert row is not None
-        out["database"] = {
-            "sizeMiB": round(int(row[0]) / 2**20, 1),
-            "connections": int(row[1]),
-            "version": row[2],
-        }
-        return ok(out)
+    return await state.answers.get(request, "metrics:dashboard", figures, role="viewer")
 
-    return r
+
+@router.get("/system", response_model=SystemEnvelope, dependencies=[VIEWER])
+async def system(state: State, pool: Pool) -> Response:
+    """This web process, Redis and PostgreSQL: uptime, memory, load, connections, sizes."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out: dict[str, Any] = {
+        "version": __version__,
+        "process": {
+            "pid": os.getpid(),
+            "uptimeS": round(time.time() - state.services.started_at, 1),
+            "maxRssMiB": round(usage.ru_maxrss / 1024, 1),
+            "cpuUserS": round(usage.ru_utime, 2),
+            "cpuSystemS": round(usage.ru_stime, 2),
+        },
+        "host": {"loadAverage": list(os.getloadavg()), "cpus": os.cpu_count()},
+    }
+    try:
+        info = await state.redis.info()
+        out["redis"] = {
+            "usedMemoryMiB": round(int(info.get("used_memory", 0)) / 2**20, 1),
+            "connectedClients": int(info.get("connected_clients", 0)),
+            "opsPerSecond": int(info.get("instantaneous_ops_per_sec", 0)),
+            "version": info.get("redis_version"),
+        }
+    except aioredis.RedisError as exc:
+        out["redis"] = {"error": str(exc)}
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT pg_database_size(current_database()),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+            " current_setting('server_version')"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    out["database"] = {
+        "sizeMiB": round(int(row[0]) / 2**20, 1),
+        "connections": int(row[1]),
+        "version": row[2],
+    }
+    return ok(out)

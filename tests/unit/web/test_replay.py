@@ -1,4 +1,4 @@
-"""Replay (web/asgi.py): which answers are served again, to whom, for how long."""
+"""AnswerReplay (web/answers.py): which answers are served again, to whom, for how long."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from iotmon.web.asgi import SHAREABLE, Replay
+from iotmon.web.answers import SHAREABLE, AnswerReplay
 
 
 class Origin:
@@ -39,9 +39,9 @@ def replay(
     lifetime_s: float = 60,
     authorized: bool = True,
     admitted: bool = True,
-) -> tuple[httpx.AsyncClient, list[tuple[Any, int]], Replay]:
+) -> tuple[httpx.AsyncClient, list[tuple[Any, int]], AnswerReplay]:
     seen: list[tuple[Any, int]] = []
-    layer = Replay(
+    layer = AnswerReplay(
         origin,
         lifetime_s=lifetime_s,
         stale_s=lifetime_s,

@@ -1,0 +1,1 @@
+"""Users: names, roles, password hashes and session versions (table ``users``)."""
