@@ -1,4 +1,4 @@
-"""Connections to PostgreSQL: plain connections for the hot paths, pools for the web."""
+"""Connections to PostgreSQL for the roles' hot paths (the web role pools its own)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 
 def connect(
@@ -39,12 +38,3 @@ def connect_retrying(
             else:
                 time.sleep(delay)
     raise AssertionError("unreachable")
-
-
-def async_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
-    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False)
-
-
-def ping(url: str, timeout: float = 2.0) -> None:
-    with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
-        conn.execute("SELECT 1")

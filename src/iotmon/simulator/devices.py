@@ -17,16 +17,9 @@ import orjson
 from iotmon.devices.models import DeviceSpec, fleet
 from iotmon.simulator.scenarios import ActiveScenario, Scenario, ScenarioError
 from iotmon.simulator.signals import Signal
+from iotmon.timefmt import iso_utc
 
 Send = Callable[[bytes, bytes], None]  # (key, value)
-
-
-def iso_ms(t: float) -> str:
-    """Unix time -> ``2025-01-11T10:00:00.000Z``."""
-    whole = int(t)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((t - whole) * 1000):03d}Z"
-    )
 
 
 @dataclass
@@ -96,7 +89,7 @@ class Simulator:
                 metadata = {"scenario": active.scenario.kind}
         msg: dict[str, object] = {
             "deviceId": spec.device_id,
-            "timestamp": iso_ms(t),
+            "timestamp": iso_utc(t),
             "sensorType": spec.sensor_type,
             "value": value,
             "unit": spec.unit,

@@ -6,8 +6,9 @@ import orjson
 import pytest
 
 from iotmon.devices.models import SEEDED
-from iotmon.simulator.devices import Simulator, iso_ms
+from iotmon.simulator.devices import Simulator
 from iotmon.simulator.scenarios import Scenario, ScenarioError, parse_duration
+from iotmon.timefmt import iso_utc as iso_ms  # the simulator's timestamps
 
 
 class FakeClock:
