@@ -32,11 +32,12 @@ setup:
 setup-run:
 	$(UV) sync --frozen --no-dev --inexact
 
-## lint: ruff, formatting, mypy (strict) on src/
+## lint: ruff, formatting, mypy (strict) on src/, the import contracts (.importlinter)
 lint: setup
 	$(RUN) ruff check src tests bench
 	$(RUN) ruff format --check src tests bench
 	$(RUN) mypy src
+	$(RUN) lint-imports
 
 ## test: set up, start the real services, run every check and test (end-to-end in Chromium too)
 test: helm-prefetch lint dashboard-check dashboard infra-up
