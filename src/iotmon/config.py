@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     alert_offline_timeout_s: float = Field(default=30.0, gt=0)
     alert_escalate_after_s: float = Field(default=300.0, gt=0)
     alert_min_duration_s: float = Field(default=0.0, ge=0, description="breach must hold")
-    alert_min_readings: int = Field(default=1, ge=1, description="breach must repeat")
+    alert_min_readings: int = Field(
+        default=2, ge=1, description="readings a threshold breach must last (1: at once)"
+    )
     # Flap detection (README, alerts: why these defaults).
     alert_flap_changes: int = Field(
         default=4, ge=0, description="flapping past this many opens/resolves (0: off)"

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from iotmon.profiles.models import ProfileBody, StateAlert, channel_device_id
 
 STATE = "state_duration"
+# The alert types the pending condition (min_readings, min_duration_s) applies to.
+PENDING_TYPES = frozenset({"threshold_exceeded", "threshold_below"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,11 @@ class BreachTracker:
     _since: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
 
     def observe(self, device_id: str, alert_type: str, t: float) -> bool:
-        """Record a breaching reading at ``t``; True when the condition is met."""
+        """Record a breaching reading at ``t``; True when the condition is met. The pending
+        condition holds back threshold breaches only: an anomaly or a trend warning is one
+        reading's verdict by nature, and fires at once."""
+        if alert_type not in PENDING_TYPES:
+            return True
         key = (device_id, alert_type)
         first, n = self._since.get(key, (t, 0))
         n += 1
