@@ -118,6 +118,12 @@ async def list_rows(
     return [], int(total[0]) if total else 0
 
 
+async def count(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT count(*) FROM devices")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def get_row(conn: psycopg.AsyncConnection[Any], device_id: str) -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {COLUMNS} FROM devices WHERE device_id = %s", (device_id,))

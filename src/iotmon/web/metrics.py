@@ -15,8 +15,10 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict
 
 from iotmon import __version__
+from iotmon.alerts import service as alerts
 from iotmon.alerts.models import SEVERITIES
 from iotmon.cache import keys
+from iotmon.devices import service as devices
 from iotmon.web.deps import VIEWER, Pool, State
 from iotmon.web.envelope import Envelope, errors, ok
 
@@ -58,6 +60,12 @@ class SystemEnvelope(Envelope):
     data: dict[str, Any]
 
 
+DATABASE_FIGURES = (
+    "SELECT pg_database_size(current_database()),"
+    " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+    " current_setting('server_version')"
+)
+
 router = APIRouter(prefix="/api/metrics", tags=["metrics"], responses=errors())
 
 
@@ -74,14 +82,9 @@ async def dashboard(request: Request, state: State) -> Response:
         except aioredis.RedisError:
             pass
         async with state.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT severity, count(*) FROM alerts WHERE status <> 'resolved' GROUP BY severity"
-            )
-            by_severity = {s: int(n) for s, n in await cur.fetchall()}
+            by_severity = await alerts.open_by_severity(conn)
             if not system:
-                cur = await conn.execute("SELECT count(*) FROM devices")
-                row = await cur.fetchone()
-                system = {"totalDevices": int(row[0]) if row else 0}
+                system = {"totalDevices": await devices.count(conn)}
         return ok(
             {
                 "totalDevices": int(system.get("totalDevices", 0)),
@@ -123,11 +126,7 @@ async def system(state: State, pool: Pool) -> Response:
     except aioredis.RedisError as exc:
         out["redis"] = {"error": str(exc)}
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT pg_database_size(current_database()),"
-            " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
-            " current_setting('server_version')"
-        )
+        cur = await conn.execute(DATABASE_FIGURES)
         row = await cur.fetchone()
     assert row is not None
     out["database"] = {
