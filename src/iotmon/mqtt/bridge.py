@@ -7,6 +7,10 @@ QoS 1 message is acknowledged (PUBACK) only after Kafka acknowledged its record,
 the messages arrived; the session outlives the connection (a fixed client id, clean start off,
 session expiry one hour), so a bridge killed between the two gets the unacknowledged messages
 again when it comes back, flagged ``dup``. The decoder stores such a redelivery once.
+
+The MQTT side is ``mqtt/wire.py``, a subscriber written for this (paho's per-message parsing
+and writes were most of the bridge's time): a reader thread parses each ``recv`` into a list
+of messages; this thread produces them in batches and writes a batch's PUBACKs at once.
 """
 
 from __future__ import annotations
@@ -16,15 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from urllib.parse import unquote, urlsplit
 
 from iotmon import logging as log
 from iotmon.bus import BusError, Producer
+from iotmon.mqtt.wire import Connection, Message, MqttError, connect_packet, subscribe_packet
 from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
@@ -40,6 +40,8 @@ SESSION_EXPIRY_S = 3600
 # a quarter of a core.
 RECEIVE_MAXIMUM = 20_000
 BATCH = 5000
+_QOS = [b"0", b"1", b"2"]
+_DUP = [b"0", b"1"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,106 +78,168 @@ def device_key(topic: str, root: str) -> bytes:
     return (levels[1] if len(levels) > 1 and levels[1] else rel).encode("utf-8", "replace")
 
 
+def _device_key_bytes(topic: bytes, root: bytes) -> bytes:
+    """``device_key`` on the topic's bytes (the same key for a valid UTF-8 topic)."""
+    rel = topic[len(root) :] if root and topic.startswith(root) else topic
+    levels = rel.split(b"/", 2)
+    return levels[1] if len(levels) > 1 and levels[1] else rel
+
+
+# one recv's messages, the connection they came on, and when they were received
+Chunk = tuple[Connection, list[Message], float]
+
+
 class Bridge:
     def __init__(self, config: BridgeConfig, producer: Producer) -> None:
         self.config = config
         self.producer = producer
         self.stats = BridgeStats()
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._inbox: queue.Queue[Chunk] = queue.Queue()
         u = urlsplit(config.url)
         self._host, self._port = u.hostname or "127.0.0.1", u.port or 1883
-        self._auth = (u.username, u.password) if u.username else None
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=mqtt.MQTTv311 if config.mqtt311 else mqtt.MQTTv5,
-            clean_session=False if config.mqtt311 else None,
-            manual_ack=True,
-        )
-        if self._auth:
-            self.client.username_pw_set(*self._auth)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 5)
+        self._user = unquote(u.username) if u.username else None
+        self._password = unquote(u.password) if u.password is not None and u.username else None
+        self._root = config.root.encode()
+        self._conn: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._received_text: tuple[float, bytes] = (0.0, b"")
 
-    # paho's network thread
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            logger.error("mqtt connect refused", reason=str(reason))
-            return
-        self.stats.connected = True
-        self.stats.connects += 1
-        client.subscribe([(s, 1) for s in self.config.subscriptions])  # QoS 1, MQTT 5 or 3.1.1
-        logger.info(
-            "mqtt connected",
-            client_id=self.config.client_id,
-            session_present=bool(getattr(flags, "session_present", False)),
-            subscriptions=list(self.config.subscriptions),
-        )
+    # the reader thread
+    def _on_messages(self, conn: Connection, msgs: list[Message], at: float) -> None:
+        self.stats.received += len(msgs)
+        self._inbox.put((conn, msgs, at))
 
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.stats.connected = False
-        logger.warning("mqtt disconnected", reason=str(reason))
+    def _on_suback(self, codes: list[int]) -> None:
+        refused = [c for c in codes if c >= 0x80]
+        if refused:
+            logger.error(
+                "mqtt subscription refused",
+                reason_codes=[f"0x{c:02x}" for c in refused],
+                subscriptions=list(self.config.subscriptions),
+            )
+        else:
+            logger.info("mqtt subscribed", subscriptions=list(self.config.subscriptions))
 
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        msg.timestamp = time.time()  # the receive time (paho sets a monotonic one)
-        self.stats.received += 1
-        self._inbox.put(msg)
+    def _read(self, conn: Connection) -> None:
+        why = conn.read_loop(self._on_messages, self._on_suback)
+        if self._conn is conn:
+            self.stats.connected = False
+        if why != "closed":
+            logger.warning("mqtt disconnected", reason=why)
 
     # the bridge's own thread
-    def run(self, stop: threading.Event) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
+    def _connect(self, stop: threading.Event) -> Connection | None:
+        cfg = self.config
+        packet = connect_packet(
+            cfg.client_id,
+            username=self._user,
+            password=self._password,
+            keepalive_s=cfg.keepalive_s,
+            mqtt311=cfg.mqtt311,
+            session_expiry_s=SESSION_EXPIRY_S,
+            receive_maximum=RECEIVE_MAXIMUM,
+        )
+        delay = 1.0
         while not stop.is_set():
             try:
-                self.client.connect(
-                    self._host,
-                    self._port,
-                    keepalive=self.config.keepalive_s,
-                    clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY if self.config.mqtt311 else False,
-                    properties=None if self.config.mqtt311 else props,
-                )
-                break
+                conn, ack = Connection.open(self._host, self._port, packet, mqtt311=cfg.mqtt311)
+            except MqttError as exc:
+                logger.error("mqtt connect refused", reason=str(exc))
             except OSError as exc:
                 logger.error("mqtt broker unavailable, retrying", error=str(exc))
-                stop.wait(1.0)
-        self.client.loop_start()
+            else:
+                conn.send(subscribe_packet(1, cfg.subscriptions, mqtt311=cfg.mqtt311))
+                self._conn = conn
+                self._reader = threading.Thread(
+                    target=self._read, args=(conn,), name="mqtt-reader", daemon=True
+                )
+                self._reader.start()
+                self.stats.connected = True
+                self.stats.connects += 1
+                logger.info(
+                    "mqtt connected",
+                    client_id=cfg.client_id,
+                    session_present=ack.session_present,
+                    subscriptions=list(cfg.subscriptions),
+                )
+                return conn
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+        return None
+
+    def _keepalive(self) -> None:
+        """PINGREQ when nothing was sent for half the keepalive; a broker silent for one and
+        a half is taken as gone (paho did this in its own thread)."""
+        conn, keepalive = self._conn, self.config.keepalive_s
+        if conn is None or conn.closed or not keepalive:
+            return
+        now = time.monotonic()
+        if now - conn.last_sent > keepalive / 2:
+            try:
+                conn.ping()
+            except OSError:
+                conn.close()
+                return
+        if now - conn.last_received > keepalive * 1.5:
+            logger.warning("mqtt broker silent past the keepalive, reconnecting")
+            conn.close()
+
+    def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
+                conn = self._conn
+                if conn is None or conn.closed:
+                    if conn is not None:
+                        self._join_reader()
+                    if self._connect(stop) is None:
+                        return
+                    continue
+                self._keepalive()
+                if conn.closed:
+                    continue
                 batch = self._take(0.1)
                 if batch:
                     self._forward(batch, stop)
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
+            if self._conn is not None:
+                self._conn.close(graceful=True)
+                self.stats.connected = False
+            self._join_reader()
 
-    def _take(self, timeout: float) -> list[mqtt.MQTTMessage]:
+    def _join_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.join(5.0)
+            self._reader = None
+
+    def _take(self, timeout: float) -> list[Chunk]:
+        """Chunks of the current connection, up to about BATCH messages (what came on an
+        earlier connection is dropped: the broker redelivers it on this one)."""
         try:
             first = self._inbox.get(timeout=timeout)
         except queue.Empty:
             return []
-        batch = [first]
-        while len(batch) < BATCH:
+        chunks = [first]
+        n = len(first[1])
+        while n < BATCH:
             try:
-                batch.append(self._inbox.get_nowait())
+                chunk = self._inbox.get_nowait()
             except queue.Empty:
                 break
-        return batch
+            chunks.append(chunk)
+            n += len(chunk[1])
+        return [c for c in chunks if c[0] is self._conn and not c[0].closed]
 
-    def _forward(self, batch: list[mqtt.MQTTMessage], stop: threading.Event) -> None:
+    def _forward(self, chunks: list[Chunk], stop: threading.Event) -> None:
         """Produce the batch, wait for Kafka's acknowledgement, then PUBACK each message in
         arrival order. While Kafka is away, keep trying (nothing is acknowledged meanwhile; if
         stopped, the broker redelivers to this session later)."""
         backoff = 0.2
         while not stop.is_set():
             try:
-                for msg in batch:
-                    self._produce(msg)
+                for chunk in chunks:
+                    self._produce(chunk)
                 while (remaining := self.producer.flush(5.0)) > 0:
+                    self._keepalive()
                     if stop.is_set():
                         return
                     logger.warning("kafka slow to acknowledge raw messages", pending=remaining)
@@ -185,28 +249,32 @@ class Bridge:
                 logger.error("raw topic unavailable, producing again", error=str(exc)[:300])
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+                self._keepalive()
                 continue
-            self.stats.forwarded += len(batch)
-            for msg in batch:
-                if msg.qos > 0:
-                    self.client.ack(msg.mid, msg.qos)
-                    self.stats.acked += 1
+            for conn, msgs, _ in chunks:
+                self.stats.forwarded += len(msgs)
+                pids = [m[4] for m in msgs if m[2] > 0]
+                if conn.ack(pids):
+                    self.stats.acked += len(pids)
             return
 
-    def _produce(self, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:  # brokers check UTF-8; keep the bytes visible anyway
-            topic = bytes(getattr(msg, "_topic", b"")).decode("utf-8", "replace")
-        headers = [
-            (H_TOPIC, topic.encode("utf-8", "surrogatepass")),
-            (H_RECEIVED, iso_utc(msg.timestamp).encode()),
-            (H_QOS, str(msg.qos).encode()),
-            (H_DUP, b"1" if msg.dup else b"0"),
-        ]
-        self.producer.produce(
-            self.config.raw_topic,
-            bytes(msg.payload),
-            key=device_key(topic, self.config.root),
-            headers=headers,
-        )
+    def _produce(self, chunk: Chunk) -> None:
+        _, msgs, at = chunk
+        last_at, received = self._received_text
+        if at != last_at:
+            received = iso_utc(at).encode()
+            self._received_text = (at, received)
+        produce, raw_topic, root = self.producer.produce, self.config.raw_topic, self._root
+        qos_h, dup_h = _QOS, _DUP
+        for topic, payload, qos, dup, _pid in msgs:
+            produce(
+                raw_topic,
+                payload,
+                key=_device_key_bytes(topic, root),
+                headers=[
+                    (H_TOPIC, topic),
+                    (H_RECEIVED, received),
+                    (H_QOS, qos_h[qos]),
+                    (H_DUP, dup_h[dup]),
+                ],
+            )
