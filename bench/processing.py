@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import random
-import resource
 import statistics
 import time
 from datetime import UTC, datetime
@@ -27,10 +26,6 @@ from iotmon.stats.processor import DeviceConfig, Processor
 from iotmon.stats.windows import _bins_of
 
 START, END = "<!-- bench:processing:start -->", "<!-- bench:processing:end -->"
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def vm_rss_mib() -> float:
@@ -118,7 +113,7 @@ def run_bench(
     centre = {d.device_id: (d.normal_min + d.normal_max) / 2 for d in specs}
     span = {d.device_id: (d.normal_max - d.normal_min) for d in specs}
     ids = [d.device_id for d in specs]
-    rss_before = rss_mib()
+    rss_before = vm_rss_mib()
     start = time.time() - minutes * 60
     total = devices * minutes * 60
     gc.set_threshold(100_000, 50, 100)
@@ -155,7 +150,7 @@ def run_bench(
         "readings": added,
         "readings_per_s": round(added / elapsed),
         "flush_all_devices_ms": round(flush_s * 1000, 1),
-        "rss_growth_mib": round(rss_mib() - rss_before, 1),
+        "rss_growth_mib": round(vm_rss_mib() - rss_before, 1),
         "full_windows": {
             "per_bucket": per_bucket,
             "buckets": buckets,
