@@ -1,9 +1,15 @@
 import { act, screen, within } from "@testing-library/react";
 
 import { DeviceCard } from "@/features/devices/components/device-card";
-import { deviceSummary, sensorData } from "@/features/devices/testing/fixtures";
+import { deviceSummary, emptyHistory, sensorData } from "@/features/devices/testing/fixtures";
 import { batch, connectionChanged } from "@/lib/live/slice";
 import { renderWithApp } from "@/test/render";
+import { server } from "@/test/server";
+
+// The card asks for its recent readings (its sparkline's start): none here.
+beforeEach(() => {
+  server.use(emptyHistory());
+});
 
 afterEach(() => {
   vi.useRealTimers();

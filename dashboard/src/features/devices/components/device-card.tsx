@@ -4,20 +4,28 @@ import { memo, useMemo, useRef } from "react";
 import { Link } from "react-router-dom";
 
 import { Gauge } from "@/features/devices/components/gauge";
-import { Sparkline } from "@/features/devices/components/sparkline";
+import { SPARK_POINTS, Sparkline } from "@/features/devices/components/sparkline";
 import { useClock } from "@/features/devices/hooks/use-clock";
 import { useInView } from "@/features/devices/hooks/use-in-view";
 import { useConnected, useLiveState } from "@/features/devices/hooks/use-live-reading";
+import { useHistorySeed } from "@/features/devices/hooks/use-live-series";
+import { mergePoints } from "@/features/devices/utils/live-series";
 import {
   currentConnectivity,
   currentReading,
+  DEFAULT_INTERVAL_MS,
   inferInterval,
   isStale,
 } from "@/features/devices/utils/readings";
 import { displayValue, stateLabels } from "@/features/devices/utils/states";
 import { shortAgo } from "@/features/devices/utils/time";
+import type { LivePoint } from "@/lib/live/slice";
 import type { DeviceSummary } from "@/types/api";
 import { formatTime, formatValue } from "@/utils/format";
+
+/** Raw readings a card asks for at most (more: a shorter window, see useHistorySeed). */
+const SEED_LIMIT = 3 * SPARK_POINTS;
+const NONE: LivePoint[] = [];
 
 interface Props {
   device: DeviceSummary;
@@ -38,7 +46,17 @@ export const DeviceCard = memo(function DeviceCard({ device, intervalMs }: Props
   const connected = useConnected();
   const reading = currentReading(device, live);
   const connectivity = currentConnectivity(device, live);
-  const points = live?.points;
+  // The sparkline opens with the device's recent readings, asked for only while the card is on
+  // screen (as its room is joined): 10,000 cards off screen ask for nothing.
+  const seed = useHistorySeed(device.deviceId, intervalMs ?? DEFAULT_INTERVAL_MS, SPARK_POINTS, {
+    active: onScreen,
+    limit: SEED_LIMIT,
+  });
+  const livePoints = live?.points;
+  const points = useMemo(
+    () => mergePoints(SPARK_POINTS, seed.first, seed.second, livePoints ?? NONE),
+    [seed.first, seed.second, livePoints],
+  );
   const interval = useMemo(() => intervalMs ?? inferInterval(points), [intervalMs, points]);
   const t = reading?.t ?? null;
   const old = useClock((now) => isStale(t, interval, now));

@@ -3,7 +3,7 @@ import userEvent from "@testing-library/user-event";
 import { http, HttpResponse } from "msw";
 
 import { DeviceGrid } from "@/features/devices/components/device-grid";
-import { deviceSummary, envelope, sensorData } from "@/features/devices/testing/fixtures";
+import { deviceSummary, emptyHistory, envelope, sensorData } from "@/features/devices/testing/fixtures";
 import { batch } from "@/lib/live/slice";
 import { renderWithApp } from "@/test/render";
 import { server } from "@/test/server";
@@ -33,6 +33,8 @@ function serve() {
       limit = new URL(request.url).searchParams.get("limit");
       return HttpResponse.json(envelope({ devices }, { totalDevices: 3, activeDevices: 2 }));
     }),
+    // Each card on screen asks for its recent readings (its sparkline's start): none here.
+    emptyHistory(),
   );
   return { calls: () => calls, limit: () => limit };
 }
@@ -109,6 +111,7 @@ test("a fleet larger than one answer is searched on the server", async () => {
         ? HttpResponse.json(envelope({ devices: [found] }, { totalDevices: 1, activeDevices: 0 }))
         : HttpResponse.json(envelope({ devices: first }, { totalDevices: 10000, activeDevices: 0 }));
     }),
+    emptyHistory(),
   );
   renderWithApp(<DeviceGrid />);
   expect(await screen.findByRole("article", { name: "device-00001" })).toBeInTheDocument();

@@ -1,13 +1,16 @@
-// The last live points as one SVG polyline: cheap enough for hundreds of cards at once.
+// The last points (recent history, then live) as one SVG polyline: cheap enough for hundreds of cards at once.
 import { memo } from "react";
 
 import { sortedPoints } from "@/features/devices/utils/readings";
 import type { LivePoint } from "@/lib/live/slice";
 
+/** Points a sparkline draws (the newest). */
+export const SPARK_POINTS = 90;
+
 const W = 100;
 const H = 28;
 
-export function sparkPath(points: LivePoint[], max = 90): string {
+export function sparkPath(points: LivePoint[], max = SPARK_POINTS): string {
   const tail = sortedPoints(points.length > max ? points.slice(-max) : points);
   if (tail.length < 2) return "";
   let lo = Infinity;

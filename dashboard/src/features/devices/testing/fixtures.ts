@@ -1,4 +1,6 @@
 // Test data shaped like the API's answers and Socket.IO events.
+import { http, HttpResponse } from "msw";
+
 import type { LiveEvent } from "@/lib/live/slice";
 import type { DeviceDetails, DeviceSummary, ReadingStatus, WindowStats } from "@/types/api";
 
@@ -84,3 +86,22 @@ export function sensorData(
 export function envelope<T>(data: T, meta: Record<string, unknown> = {}) {
   return { success: true, data, meta: { timestamp: new Date().toISOString(), ...meta } };
 }
+
+/** A /history answer of raw readings ``[t, value]`` (ms since epoch), as the API gives them. */
+export function historyAnswer(deviceId: string, from: string | null, points: [number, number][]) {
+  return envelope({
+    deviceId,
+    unit: "celsius",
+    from: from ?? new Date(0).toISOString(),
+    to: new Date().toISOString(),
+    bucketSeconds: null,
+    downsampled: false,
+    points: points.map(([t, v]) => ({ timestamp: new Date(t).toISOString(), value: v, min: v, max: v, count: 1 })),
+  });
+}
+
+/** Every device's /history, empty: what a card on screen asks for (its sparkline's start). */
+export const emptyHistory = () =>
+  http.get("/api/devices/:id/history", ({ params, request }) =>
+    HttpResponse.json(historyAnswer(String(params.id), new URL(request.url).searchParams.get("from"), [])),
+  );
