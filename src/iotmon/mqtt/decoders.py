@@ -13,6 +13,7 @@ again once the device or its profile is fixed).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +104,92 @@ def topic_matches(pattern: str, levels: list[str], device: str) -> bool:
     return len(parts) == len(levels)
 
 
+@dataclass(frozen=True, slots=True)
+class _Channel:
+    """One channel of a route, with what does not depend on the message worked out."""
+
+    channel: Channel
+    path: tuple[str, ...] | None
+    ts_path: tuple[str, ...] | None
+    lo: float
+    hi: float
+    reading_id: str
+    id_error: Rejection | None  # raised where the reading id is checked, as before
+    meta_error: Rejection | None  # the metadata without extras is not storable
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What messages on one topic decode by under one profile: the device, the channels
+    that match the topic, and whether the payload is JSON to parse (and must be)."""
+
+    device: str
+    channels: tuple[_Channel, ...]
+    parse: bool
+    required: bool
+
+
+# Routes by (id(profile), root, topic). The ids are safe only while the profiles live: the
+# decoder's Catalog holds the profiles and this cache together (a reload makes both anew).
+Routes = dict[tuple[int, str, str], "Route | Rejection"]
+MAX_ROUTES = 100_000
+
+
+def route(topic: str, profile: ProfileBody, root: str = "") -> Route | Rejection:
+    """The topic's route under ``profile``, or why no message on it decodes."""
+    try:
+        return _route(topic, profile, root)
+    except Rejection as rej:
+        return rej
+
+
+def _route(topic: str, profile: ProfileBody, root: str) -> Route:
+    if len(topic) > MAX_TOPIC_CHARS or unstorable(topic) is not None:
+        raise Rejection(Reason.INVALID_TOPIC, "longer than 256 characters, or not storable text")
+    device = device_of(topic, root)
+    if isinstance(device, Rejection):
+        raise device
+    rel = strip_root(topic, root) or ""
+    levels = rel.split("/")
+    channels = [c for c in profile.channels if topic_matches(c.topic, levels, device)]
+    if not channels:
+        raise Rejection(Reason.NO_CHANNEL, f"no channel of the device's profile matches {rel!r}")
+    out = []
+    for c in channels:
+        lo, hi = c.value_range()  # built in, or the profile's (the same everywhere)
+        reading_id = channel_device_id(device, profile, c)
+        id_error = None
+        if not DEVICE_ID.match(reading_id):
+            id_error = Rejection(
+                Reason.INVALID_TOPIC, f"{reading_id[:60]!r} is too long for a device id (50)"
+            )
+        meta_error = None
+        try:
+            _check_metadata(c.name, {"channel": c.name, "topic": topic, "clock": "bridge"})
+        except Rejection as rej:
+            meta_error = rej
+        out.append(
+            _Channel(
+                c,
+                None if c.path is None else tuple(c.path.split(".")),
+                None if c.timestampPath is None else tuple(c.timestampPath.split(".")),
+                lo,
+                hi,
+                reading_id,
+                id_error,
+                meta_error,
+            )
+        )
+    return Route(
+        device,
+        tuple(out),
+        parse=any(
+            c.path is not None or c.encoding.startswith("json") or c.timestampPath for c in channels
+        ),
+        required=any(c.path is not None or c.encoding.startswith("json") for c in channels),
+    )
+
+
 def decode(
     topic: str,
     payload: bytes,
@@ -111,10 +198,12 @@ def decode(
     *,
     root: str = "",
     location: str | None = None,
+    routes: Routes | None = None,
 ) -> list[dict[str, Any]] | Rejection:
-    """The readings of one MQTT message under ``profile``, or why there are none."""
+    """The readings of one MQTT message under ``profile``, or why there are none.
+    ``routes``: a cache of the topics' routes (see ``Routes``), the same result without it."""
     try:
-        return _decode(topic, payload, received_at, profile, root, location)
+        return _decode(topic, payload, received_at, profile, root, location, routes)
     except Rejection as rej:
         return rej
     except RecursionError:
@@ -130,67 +219,68 @@ def _decode(
     profile: ProfileBody,
     root: str,
     location: str | None,
+    routes: Routes | None,
 ) -> list[dict[str, Any]]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise Rejection(
             Reason.PAYLOAD_TOO_LARGE,
             f"{len(payload)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit",
         )
-    if len(topic) > MAX_TOPIC_CHARS or unstorable(topic) is not None:
-        raise Rejection(Reason.INVALID_TOPIC, "longer than 256 characters, or not storable text")
-    device = device_of(topic, root)
-    if isinstance(device, Rejection):
-        raise device
-    rel = strip_root(topic, root) or ""
-    levels = rel.split("/")
-    channels = [c for c in profile.channels if topic_matches(c.topic, levels, device)]
-    if not channels:
-        raise Rejection(Reason.NO_CHANNEL, f"no channel of the device's profile matches {rel!r}")
-    doc: Any = _MISSING
-    if any(
-        c.path is not None or c.encoding.startswith("json") or c.timestampPath for c in channels
-    ):
-        doc = _json(
-            payload,
-            required=any(c.path is not None or c.encoding.startswith("json") for c in channels),
-        )
+    if routes is None:
+        r = route(topic, profile, root)
+    else:
+        key = (id(profile), root, topic)
+        r = routes.get(key)  # type: ignore[assignment]
+        if r is None:
+            if len(routes) >= MAX_ROUTES:
+                routes.clear()
+            r = routes[key] = route(topic, profile, root)
+    if isinstance(r, Rejection):
+        raise r
+    doc: Any = _json(payload, required=r.required) if r.parse else _MISSING
     received = received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC)
     readings: list[dict[str, Any]] = []
-    for channel in channels:
-        raw = _at(doc, channel.path) if channel.path is not None else _MISSING
-        if channel.path is not None and raw is _MISSING:
-            continue  # this message does not carry this channel
+    for rc in r.channels:
+        channel = rc.channel
+        if rc.path is None:
+            raw = _MISSING
+        else:
+            raw = _at(doc, rc.path)
+            if raw is _MISSING:
+                continue  # this message does not carry this channel
         value, extra = _value(channel, raw, doc, payload)
-        lo, hi = channel.value_range()  # built in, or the profile's (the same everywhere)
         if not math.isfinite(value):
             raise Rejection(Reason.NON_FINITE_VALUE, f"{channel.name}: {value!r} is not a reading")
-        if not lo <= value <= hi:
+        if not rc.lo <= value <= rc.hi:
             raise Rejection(
                 Reason.VALUE_OUT_OF_RANGE,
                 f"{channel.name}: {value!r} is outside the physical range of "
-                f"{channel.sensorType} [{lo:g}, {hi:g}]",
+                f"{channel.sensorType} [{rc.lo:g}, {rc.hi:g}]",
             )
-        ts, clock = _timestamp(channel, doc, received)
-        reading_id = channel_device_id(device, profile, channel)
-        if not DEVICE_ID.match(reading_id):
-            raise Rejection(
-                Reason.INVALID_TOPIC, f"{reading_id[:60]!r} is too long for a device id (50)"
-            )
+        stamp, clock = _timestamp(channel.name, rc.ts_path, doc, received)
+        if rc.id_error is not None:
+            raise rc.id_error
+        metadata = {"channel": channel.name, "topic": topic, "clock": clock}
+        if extra:
+            metadata.update(extra)
         reading: dict[str, Any] = {
-            "deviceId": reading_id,
-            "timestamp": iso_utc(ts),
+            "deviceId": rc.reading_id,
+            "timestamp": stamp,
             "sensorType": channel.sensorType,
             "value": value,
             "unit": channel.unit,
             "status": "active",
-            "metadata": {"channel": channel.name, "topic": topic, "clock": clock, **extra},
+            "metadata": metadata,
         }
         if location:
             reading["location"] = location
-        _check_metadata(channel.name, reading["metadata"])
+        if rc.meta_error is not None:
+            raise rc.meta_error
+        if extra:
+            _check_metadata(channel.name, metadata)
         readings.append(reading)
     if not readings:
-        paths = ", ".join(sorted({str(c.path) for c in channels}))
+        paths = ", ".join(sorted({str(c.channel.path) for c in r.channels}))
         raise Rejection(Reason.NO_VALUE, f"the message has none of the channels' paths ({paths})")
     return readings
 
@@ -214,8 +304,8 @@ def _json(payload: bytes, *, required: bool) -> Any:
         raise Rejection(Reason.INVALID_JSON, str(exc)[:300]) from None
 
 
-def _at(doc: Any, path: str) -> Any:
-    for key in path.split("."):
+def _at(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
         if not isinstance(doc, dict):
             return _MISSING
         doc = doc.get(key, _MISSING)
@@ -286,23 +376,50 @@ def _hex(name: str, text: str) -> bytes:
         raise Rejection(Reason.INVALID_VALUE, f"{name}: not hex: {digits[:40]!r}") from None
 
 
-def _timestamp(channel: Channel, doc: Any, received: datetime) -> tuple[datetime, str]:
-    if channel.timestampPath is None:
-        return received, "bridge"
-    raw = _at(doc, channel.timestampPath) if doc is not _MISSING else _MISSING
+_received_text: tuple[datetime | None, str] = (None, "")
+
+
+def _timestamp(
+    name: str, path: tuple[str, ...] | None, doc: Any, received: datetime
+) -> tuple[str, str]:
+    """The reading's timestamp as stored (ISO 8601, UTC, milliseconds) and its clock."""
+    global _received_text
+    raw = _MISSING if path is None or doc is _MISSING else _at(doc, path)
     if raw is _MISSING or raw is None:
-        return received, "bridge"
+        last, text = _received_text  # one receive time for all of a bridge's read
+        if last is not received:
+            text = iso_utc(received)
+            _received_text = (received, text)
+        return text, "bridge"
     try:
         if isinstance(raw, str) and len(raw) <= 64:
             ts = datetime.fromisoformat(raw)
+            if _canonical(raw):  # already the stored form (what iso_utc would give)
+                return raw, "device"
         elif isinstance(raw, int | float) and not isinstance(raw, bool):
             ts = datetime.fromtimestamp(raw, UTC)  # Unix seconds
         else:
             raise ValueError(f"expected ISO-8601 text or Unix seconds, got {_kind(raw)}")
         ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     except (ValueError, OverflowError, OSError) as exc:
-        raise Rejection(Reason.INVALID_TIMESTAMP, f"{channel.name}: {str(exc)[:200]}") from None
-    return ts, "device"
+        raise Rejection(Reason.INVALID_TIMESTAMP, f"{name}: {str(exc)[:200]}") from None
+    return iso_utc(ts), "device"
+
+
+def _canonical(raw: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` (which ``fromisoformat`` accepted): ``iso_utc`` of it is
+    itself."""
+    return (
+        len(raw) == 24
+        and raw[23] == "Z"
+        and raw[10] == "T"
+        and raw[19] == "."
+        and raw[4] == "-"
+        and raw[7] == "-"
+        and raw[13] == ":"
+        and raw[16] == ":"
+        and raw.isascii()
+    )
 
 
 def _kind(v: Any) -> str:
