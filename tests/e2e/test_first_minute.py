@@ -1,6 +1,7 @@
 """The first minute of a fresh `iotmon up` (no history: the database as a new deployment has
 it), in Debian's Chromium: a device page's Live chart holds the device's readings as soon as
-it opens (from the API, then live, no reading lost or doubled at the seam), and the analytics
+it opens (from the API, then live, no reading lost or doubled at the seam), so do the
+Overview's card sparklines, and the analytics
 total equals the Overview's "Readings, last hour" (the current hour counted).
 
 Screenshots of the Overview, a device page and Analytics in that first minute go to
@@ -103,6 +104,38 @@ def test_live_chart_has_points_at_once(page: Page, system: System) -> None:
     expect(page.locator(".trends-table tbody tr")).to_have_count(len(DEVICES))
     shot(page, "analytics")
     assert not page.problems, page.problems  # type: ignore[attr-defined]
+
+
+# How many points a device's card draws in its sparkline (0: no line yet).
+SPARK_POINTS_JS = """(id) => {
+  const line = document.querySelector(`article[aria-label="${id}"] .sparkline polyline`);
+  return line ? line.getAttribute('points').trim().split(/\\s+/).length : 0;
+}"""
+
+
+def test_card_sparklines_have_points_at_once(page: Page, system: System) -> None:
+    """The Overview after a full page load, its Socket.IO connection refused (so no live
+    point can reach it): every card's sparkline is drawn all the same, with the device's
+    readings stored before the page opened, which only the API can have given it."""
+    deadline = time.monotonic() + LIVE_S
+    while len(stored(system, DEVICE, time.time() - 900, time.time())) < 20:
+        assert time.monotonic() < deadline, system.tail()
+        time.sleep(0.5)
+    live = re.compile(r"/socket\.io/")
+    page.route_web_socket(live, lambda ws: ws.close())  # the transport the client tries first
+    page.route(live, lambda route: route.abort())  # long polling, its fallback
+    opened = time.time()
+    # Stored for sure before the page opened; a card asks for about its last 90 readings.
+    expected = {d: min(60, len(stored(system, d, opened - 60, opened - 2))) for d in DEVICES}
+    assert expected[DEVICE] >= 10, expected
+    log_in(page, "operator")  # a full page load: no live state in the browser
+    values_shown(page)
+    for device in DEVICES:
+        page.wait_for_function(
+            f"([id, n]) => ({SPARK_POINTS_JS})(id) >= n", arg=[device, max(2, expected[device])]
+        )
+        assert page.evaluate(SPARK_POINTS_JS, device) >= expected[device]
+    shot(page, "overview-sparklines")
 
 
 def test_analytics_total_equals_the_key_figure(page: Page, system: System) -> None:
