@@ -512,8 +512,8 @@ def run_bench(
                 "the API's one-second answer cache computes it about once a second). The alert "
                 f"list is not cached: {loaded['alerts']:,} resolved alerts of the last day, "
                 "`?status=all&limit=50` (the dashboard's Alerts page), the whole stack and two "
-                "PostgreSQL queries per request. Repeats "
-                "of a cached answer are served by `Replay` in front of FastAPI, with the token, "
+                "PostgreSQL queries per request. Repeats of a cached answer are served by "
+                "`AnswerReplay` in front of FastAPI, with the token, "
                 "rate limit and metrics still checked per request (README, design notes). "
                 "With a fixed number of connections each waiting for its answer, latency is about "
                 "connections / throughput; the one-connection run shows a request's own time.",
