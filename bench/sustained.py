@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,8 +185,8 @@ def run_bench(
     assert settings.kafka_bootstrap
     base_hz = sum(1 / d.interval_s for d in fleet(devices))  # readings/s at multiplier 1
     box = Sandbox.open(settings, redis_db=REDIS_DB)
-    logs = Path(output).resolve().parent / "sustained-logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = Path(tempfile.mkdtemp(prefix="iotmon-sustained-"))  # the roles' output
+    console.print(f"  role logs: {logs}")
     env = box.env | {"IOTMON_SIMULATOR_DEVICES": str(devices), "IOTMON_MQTT_EMBEDDED_PORT": "0"}
     ports = {role: free_port() for role in (*ROLES, "simulator")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
