@@ -50,6 +50,7 @@ class MqttBridgeRole:
         st = self.bridge.stats
         return {
             "connected": st.connected,
+            "connects": st.connects,
             "received": st.received,
             "forwarded": st.forwarded,
             "acked": st.acked,
