@@ -237,9 +237,18 @@ def test_device_live_chart_grows(page: Page, system: System) -> None:
     page.locator('article[aria-label="device-001"] a[href$="/devices/device-001"]').first.click()
     expect(page).to_have_url(re.compile(r"/devices/device-001(\?.*)?$"))
     chart = page.locator('[data-testid="live-chart"]')
-    expect(chart).to_have_attribute("data-points", re.compile(r"^\d+$"), timeout=LIVE_S * 1000)
-    start = int(chart.get_attribute("data-points") or 0)
-    chart_points(page, start + 3)
+    expect(chart).to_have_attribute("data-last", re.compile(r"^\d+$"), timeout=LIVE_S * 1000)
+    # It opens with the recent history (up to its 600 points), so "grows" is: its latest
+    # point moves on, live, while the page stays open.
+    last = int(chart.get_attribute("data-last") or 0)
+    page.wait_for_function(
+        """(t) => {
+          const el = document.querySelector('[data-testid="live-chart"]');
+          return el !== null && Number(el.getAttribute('data-last')) > t;
+        }""",
+        arg=last,
+        timeout=LIVE_S * 1000,
+    )
     screenshots(page, "device", lambda p: chart_points(p, 3))
     check_page(page)
 

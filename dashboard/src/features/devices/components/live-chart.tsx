@@ -59,7 +59,12 @@ export function LiveChart({ deviceId, unit, thresholds, type, intervalMs = DEFAU
           last {points.length} of {env.livePoints} points
         </span>
       </div>
-      <div className="live-chart" data-testid="live-chart" data-points={points.length}>
+      <div
+        className="live-chart"
+        data-testid="live-chart"
+        data-points={points.length}
+        data-last={points.at(-1)?.t}
+      >
         <Plot data={data} layout={layout} name={`${deviceId} live`} height={260} />
         {points.length === 0 ? (
           <p className="chart-empty muted">{loading ? "Loading the recent readings…" : "Waiting for live data…"}</p>
