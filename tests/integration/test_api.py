@@ -475,9 +475,9 @@ async def test_alert_list_filters_pages_and_details(
         assert (await api.get("/api/alerts", params=bad)).status_code == 422, bad
 
     # Past the cap, the counts are those of the newest (here 2 of 3) and say so.
-    from iotmon.alerts import routes
+    from iotmon.alerts import service
 
-    monkeypatch.setattr(routes, "COUNT_CAP", 2)
+    monkeypatch.setattr(service, "COUNT_CAP", 2)
     meta = (await api.get("/api/alerts", params={"status": "all"})).json()["meta"]
     assert (meta["totalAlerts"], meta["countsCapped"]) == (2, True)
     assert (meta["criticalAlerts"], meta["lowAlerts"], meta["mediumAlerts"]) == (1, 1, 0)

@@ -326,9 +326,6 @@ class AlertEngine:
             for d, t, s, e in self._silences
         )
 
-    def invalidate_silences(self) -> None:
-        self._silences_at = -1e18
-
     async def _span(self, device_id: str) -> float | None:
         await self._refresh_devices()
         return self._spans.get(device_id)

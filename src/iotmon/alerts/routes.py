@@ -10,28 +10,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from iotmon.alerts import lifecycle
-from iotmon.alerts.models import OPEN, SEVERITIES, TYPES, Alert, AlertError, AlertNotFound
+from iotmon.alerts import lifecycle, service
+from iotmon.alerts.models import OPEN, SEVERITIES, AlertType, Severity, Status
+from iotmon.devices import service as devices
 from iotmon.readings.models import DEVICE_ID
-from iotmon.readings.queries import csv_field
 from iotmon.timefmt import aware, iso_utc
-from iotmon.users.models import Principal
+from iotmon.web.deps import VIEWER, Operator, Pool, State, alert_engine
 from iotmon.web.envelope import ApiError, DeviceIdQuery, Envelope, errors, ok
-from iotmon.web.legacy import RouterApi as Api
 
-Severity = Literal["low", "medium", "high", "critical"]
-AlertType = Literal[
-    "threshold_exceeded",
-    "threshold_below",
-    "device_offline",
-    "data_anomaly",
-    "trend_warning",
-    "state_duration",
-]
 StatusFilter = Literal[
     "open", "active", "all", "triggered", "acknowledged", "escalated", "resolved"
 ]
@@ -46,12 +36,12 @@ class AlertOut(BaseModel):
     id: int
     alertId: int
     deviceId: str
-    type: str
+    type: AlertType
     message: str
-    severity: str
+    severity: Severity
     value: float | None
     threshold: float | None
-    status: str
+    status: Status
     triggeredAt: str
     timestamp: str
     acknowledgedAt: str | None
@@ -69,8 +59,8 @@ class AlertOut(BaseModel):
 
 
 class Transition(BaseModel):
-    from_: str | None = Field(alias="from")
-    to: str
+    from_: Status | None = Field(alias="from")
+    to: Status
     actor: str
     note: str | None
     at: str
@@ -181,7 +171,7 @@ class SilenceIn(BaseModel):
 class SilenceOut(BaseModel):
     id: int
     deviceId: str | None
-    alertType: str | None
+    alertType: AlertType | None
     startsAt: str
     endsAt: str
     reason: str | None
@@ -208,63 +198,6 @@ def _statuses(status: str) -> tuple[str, ...]:
     return (status,)
 
 
-COUNT_CAP = 10_000
-
-
-async def _page(
-    api: Api,
-    *,
-    statuses: tuple[str, ...],
-    severity: str | None,
-    device_id: str | None,
-    alert_type: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    limit: int,
-    offset: int,
-) -> Response:
-    """A page of alerts, newest first, with the counts by severity of all that match."""
-    where = ["status = ANY(%(statuses)s)"]
-    params: dict[str, Any] = {"statuses": list(statuses), "limit": limit, "offset": offset}
-    for column, key, value in (
-        ("severity", "severity", severity),
-        ("device_id", "device", device_id),
-        ("alert_type", "type", alert_type),
-    ):
-        if value is not None:
-            where.append(f"{column} = %({key})s")
-            params[key] = value
-    if start is not None:
-        where.append("triggered_at >= %(start)s")
-        params["start"] = start
-    if end is not None:
-        where.append("triggered_at < %(end)s")
-        params["end"] = end
-    clause = " AND ".join(where)
-    async with api.pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {Alert.COLUMNS} FROM alerts WHERE {clause}"
-            " ORDER BY triggered_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
-            params,
-        )
-        alerts = [Alert(*row) for row in await cur.fetchall()]
-        # Counted exactly up to COUNT_CAP, newest first: "all alerts, any time" of a plant that
-        # has run for months is millions of rows, and counting them took 250 ms (2 M) per
-        # request, for every dashboard refetching on every live alert event.
-        cur = await conn.execute(
-            "SELECT severity, count(*) FILTER (WHERE n <= %(cap)s), max(n) FROM ("
-            " SELECT severity, row_number() OVER (ORDER BY triggered_at DESC) AS n"
-            f" FROM alerts WHERE {clause} ORDER BY triggered_at DESC LIMIT %(cap)s + 1"
-            ") newest GROUP BY severity",
-            params | {"cap": COUNT_CAP},
-        )
-        rows = await cur.fetchall()
-    counts = {s: int(n) for s, n, _ in rows}
-    capped = any(int(m) > COUNT_CAP for _, _, m in rows)
-    meta = _meta(counts, limit, offset) | {"countsCapped": capped}
-    return ok({"alerts": [a.as_event() for a in alerts]}, meta)
-
-
 def _meta(counts: dict[str, int], limit: int, offset: int) -> dict[str, Any]:
     return {
         "totalAlerts": sum(counts.values()),
@@ -285,219 +218,178 @@ def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | Non
     return start, end
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api", tags=["alerts"], responses=errors())
-    viewer = Depends(api.require("viewer"))
-    operator = Depends(api.require("operator"))
+async def _page(pool: Any, filters: service.Filters, limit: int, offset: int) -> Response:
+    async with pool.connection() as conn:
+        found = await service.page(conn, filters, limit, offset)
+    meta = _meta(found.counts, limit, offset) | {"countsCapped": found.capped}
+    return ok({"alerts": [a.as_event() for a in found.alerts]}, meta)
 
-    @r.get("/alerts", response_model=AlertListEnvelope, dependencies=[viewer])
-    async def list_alerts(
-        status: StatusFilter = "open",
-        severity: Severity | None = None,
-        device_id: DeviceIdQuery = None,
-        type: AlertType | None = None,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> Response:
-        """Alerts, newest first. ``status``: ``open`` (default: triggered, acknowledged or
-        escalated; ``active`` is the same), one status, or ``all``."""
-        start, end = _range(from_, to)
-        return await _page(
-            api,
-            statuses=_statuses(status),
-            severity=severity,
-            device_id=device_id,
-            alert_type=type,
-            start=start,
-            end=end,
-            limit=limit,
-            offset=offset,
+
+router = APIRouter(prefix="/api", tags=["alerts"], responses=errors())
+
+
+@router.get("/alerts", response_model=AlertListEnvelope, dependencies=[VIEWER])
+async def list_alerts(
+    pool: Pool,
+    status: StatusFilter = "open",
+    severity: Severity | None = None,
+    device_id: DeviceIdQuery = None,
+    type: AlertType | None = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Response:
+    """Alerts, newest first. ``status``: ``open`` (default: triggered, acknowledged or
+    escalated; ``active`` is the same), one status, or ``all``."""
+    start, end = _range(from_, to)
+    filters = service.Filters(_statuses(status), severity, device_id, type, start, end)
+    return await _page(pool, filters, limit, offset)
+
+
+@router.get("/alerts/history", response_model=AlertListEnvelope, dependencies=[VIEWER])
+async def alert_history(
+    pool: Pool,
+    severity: Severity | None = None,
+    device_id: DeviceIdQuery = None,
+    type: AlertType | None = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Response:
+    """Every alert, open or resolved, newest first (default: the last 7 days)."""
+    start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
+    filters = service.Filters((*OPEN, "resolved"), severity, device_id, type, start, end)
+    return await _page(pool, filters, limit, offset)
+
+
+@router.get(
+    "/alerts/history.csv",
+    dependencies=[VIEWER],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "alerts as CSV"}},
+)
+async def alert_history_csv(
+    pool: Pool,
+    device_id: DeviceIdQuery = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+) -> StreamingResponse:
+    """Alerts triggered in [from, to) (default: the last 7 days), oldest first."""
+    start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
+    assert start is not None
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.connection() as conn:
+            async for chunk in service.csv_lines(conn, start, end, device_id, CSV_MAX_ROWS):
+                yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="alerts.csv"'},
+    )
+
+
+@router.get(
+    "/alerts/{alert_id}",
+    response_model=AlertDetailsEnvelope,
+    dependencies=[VIEWER],
+    responses=errors({404: "no such alert"}),
+)
+async def get_alert(alert_id: AlertIdPath, pool: Pool) -> Response:
+    """One alert with every transition (who, when, note)."""
+    async with pool.connection() as conn:
+        alert = await lifecycle.get(conn, alert_id)
+        history = await lifecycle.transitions(conn, alert_id)
+    return ok(alert.as_event() | {"transitions": [h | {"at": iso_utc(h["at"])} for h in history]})
+
+
+@router.put(
+    "/alerts/{alert_id}/acknowledge",
+    response_model=AlertEnvelope,
+    responses=errors({404: "no such alert", 409: "the alert is resolved or acknowledged already"}),
+)
+async def acknowledge(
+    alert_id: AlertIdPath, who: Operator, state: State, body: Action | None = None
+) -> Response:
+    """I have seen it (operator). Stops escalation; the alert stays open."""
+    async with alert_engine(state) as engine:
+        alert = await engine.acknowledge(alert_id, who.username, body.note if body else None)
+    return ok(alert.as_event())
+
+
+@router.put(
+    "/alerts/{alert_id}/resolve",
+    response_model=AlertEnvelope,
+    responses=errors({404: "no such alert", 409: "the alert is resolved already"}),
+)
+async def resolve(
+    alert_id: AlertIdPath, who: Operator, state: State, body: Action | None = None
+) -> Response:
+    """Close the alert (operator). If the condition persists, a new alert opens."""
+    async with alert_engine(state) as engine:
+        alert = await engine.resolve(alert_id, who.username, body.note if body else None)
+    return ok(alert.as_event())
+
+
+# --- silences ---
+def _silence_json(s: dict[str, Any]) -> dict[str, Any]:
+    return s | {"startsAt": iso_utc(s["startsAt"]), "endsAt": iso_utc(s["endsAt"])}
+
+
+@router.get(
+    "/silences", response_model=SilenceListEnvelope, dependencies=[VIEWER], tags=["silences"]
+)
+async def list_silences(
+    pool: Pool,
+    include_expired: Annotated[bool, Query(alias="includeExpired")] = False,
+) -> Response:
+    """Silences not over yet (or all of them)."""
+    async with pool.connection() as conn:
+        rows = await lifecycle.list_silences(conn, include_expired=include_expired)
+    return ok({"silences": [_silence_json(s) for s in rows]})
+
+
+@router.post(
+    "/silences",
+    response_model=SilenceEnvelope,
+    status_code=201,
+    tags=["silences"],
+    responses=errors({404: "no such device"}),
+)
+async def create_silence(body: SilenceIn, who: Operator, pool: Pool) -> Response:
+    """Mute a device and/or an alert type for a period (operator)."""
+    starts, ends = body.period(datetime.now(UTC))  # checked before anything is written
+    async with pool.connection() as conn:
+        if body.deviceId is not None:
+            await devices.get_row(conn, body.deviceId)
+        silence_id = await lifecycle.create_silence(
+            conn,
+            device_id=body.deviceId,
+            alert_type=body.type,
+            starts_at=starts,
+            ends_at=ends,
+            reason=body.reason,
+            created_by=who.username,
         )
+        rows = await lifecycle.list_silences(conn, include_expired=True)
+    [row] = [s for s in rows if s["id"] == silence_id]
+    return ok(_silence_json(row), status=201)
 
-    @r.get("/alerts/history", response_model=AlertListEnvelope, dependencies=[viewer])
-    async def alert_history(
-        severity: Severity | None = None,
-        device_id: DeviceIdQuery = None,
-        type: AlertType | None = None,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> Response:
-        """Every alert, open or resolved, newest first (default: the last 7 days)."""
-        start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
-        return await _page(
-            api,
-            statuses=(*OPEN, "resolved"),
-            severity=severity,
-            device_id=device_id,
-            alert_type=type,
-            start=start,
-            end=end,
-            limit=limit,
-            offset=offset,
-        )
 
-    @r.get(
-        "/alerts/history.csv",
-        dependencies=[viewer],
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/csv": {}}, "description": "alerts as CSV"}},
-    )
-    async def alert_history_csv(
-        device_id: DeviceIdQuery = None,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None,
-    ) -> StreamingResponse:
-        """Alerts triggered in [from, to) (default: the last 7 days), oldest first."""
-        start, end = _range(from_ or datetime.now(UTC) - timedelta(days=7), to)
-        cols = (
-            "id, device_id, alert_type, severity, status, message, value, threshold, count,"
-            " triggered_at, acknowledged_at, acknowledged_by, escalated_at, resolved_at,"
-            " resolved_by, silenced, flapping"
-        )
-
-        async def body() -> AsyncIterator[bytes]:
-            yield (cols.replace(" ", "") + "\r\n").encode()
-            async with (
-                api.pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor(name="alerts_csv") as cur,
-            ):
-                await cur.execute(
-                    f"SELECT {cols} FROM alerts WHERE triggered_at >= %s"
-                    " AND (%s::timestamptz IS NULL OR triggered_at < %s)"
-                    " AND (%s::text IS NULL OR device_id = %s)"
-                    " ORDER BY triggered_at, id LIMIT %s",
-                    (start, end, end, device_id, device_id, CSV_MAX_ROWS),
-                )
-                while rows := await cur.fetchmany(2000):
-                    yield "".join(
-                        ",".join(
-                            iso_utc(v) if isinstance(v, datetime) else csv_field(v) for v in row
-                        )
-                        + "\r\n"
-                        for row in rows
-                    ).encode()
-
-        return StreamingResponse(
-            body(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="alerts.csv"'},
-        )
-
-    @r.get(
-        "/alerts/{alert_id}",
-        response_model=AlertDetailsEnvelope,
-        dependencies=[viewer],
-        responses=errors({404: "no such alert"}),
-    )
-    async def get_alert(alert_id: AlertIdPath) -> Response:
-        """One alert with every transition (who, when, note)."""
-        async with api.pool.connection() as conn:
-            try:
-                alert = await lifecycle.get(conn, alert_id)
-            except AlertNotFound as exc:
-                raise ApiError(404, "not_found", str(exc)) from None
-            history = await lifecycle.transitions(conn, alert_id)
-        return ok(
-            alert.as_event() | {"transitions": [h | {"at": iso_utc(h["at"])} for h in history]}
-        )
-
-    async def act(alert_id: int, who: Principal, action: str, note: str | None) -> Response:
-        async with api.alert_engine() as engine:
-            try:
-                if action == "acknowledge":
-                    alert = await engine.acknowledge(alert_id, who.username, note)
-                else:
-                    alert = await engine.resolve(alert_id, who.username, note)
-            except AlertNotFound as exc:
-                raise ApiError(404, "not_found", str(exc)) from None
-            except AlertError as exc:
-                raise ApiError(409, "conflict", str(exc)) from None
-        return ok(alert.as_event())
-
-    @r.put(
-        "/alerts/{alert_id}/acknowledge",
-        response_model=AlertEnvelope,
-        responses=errors(
-            {404: "no such alert", 409: "the alert is resolved or acknowledged already"}
-        ),
-    )
-    async def acknowledge(
-        alert_id: AlertIdPath, body: Action | None = None, who: Principal = operator
-    ) -> Response:
-        """I have seen it (operator). Stops escalation; the alert stays open."""
-        return await act(alert_id, who, "acknowledge", body.note if body else None)
-
-    @r.put(
-        "/alerts/{alert_id}/resolve",
-        response_model=AlertEnvelope,
-        responses=errors({404: "no such alert", 409: "the alert is resolved already"}),
-    )
-    async def resolve(
-        alert_id: AlertIdPath, body: Action | None = None, who: Principal = operator
-    ) -> Response:
-        """Close the alert (operator). If the condition persists, a new alert opens."""
-        return await act(alert_id, who, "resolve", body.note if body else None)
-
-    # --- silences ---
-    def silence_json(s: dict[str, Any]) -> dict[str, Any]:
-        return s | {"startsAt": iso_utc(s["startsAt"]), "endsAt": iso_utc(s["endsAt"])}
-
-    @r.get(
-        "/silences", response_model=SilenceListEnvelope, dependencies=[viewer], tags=["silences"]
-    )
-    async def list_silences(
-        include_expired: Annotated[bool, Query(alias="includeExpired")] = False,
-    ) -> Response:
-        """Silences not over yet (or all of them)."""
-        async with api.pool.connection() as conn:
-            rows = await lifecycle.list_silences(conn, include_expired=include_expired)
-        return ok({"silences": [silence_json(s) for s in rows]})
-
-    @r.post(
-        "/silences",
-        response_model=SilenceEnvelope,
-        status_code=201,
-        tags=["silences"],
-        responses=errors({404: "no such device"}),
-    )
-    async def create_silence(body: SilenceIn, who: Principal = operator) -> Response:
-        """Mute a device and/or an alert type for a period (operator)."""
-        starts, ends = body.period(datetime.now(UTC))  # checked before anything is written
-        async with api.pool.connection() as conn:
-            if body.deviceId is not None:
-                await api.device_row(conn, body.deviceId)
-            silence_id = await lifecycle.create_silence(
-                conn,
-                device_id=body.deviceId,
-                alert_type=body.type,
-                starts_at=starts,
-                ends_at=ends,
-                reason=body.reason,
-                created_by=who.username,
-            )
-            rows = await lifecycle.list_silences(conn, include_expired=True)
-        [row] = [s for s in rows if s["id"] == silence_id]
-        return ok(silence_json(row), status=201)
-
-    @r.delete(
-        "/silences/{silence_id}",
-        tags=["silences"],
-        response_model=Envelope,
-        responses=errors({404: "no such silence"}),
-    )
-    async def delete_silence(
-        silence_id: Annotated[int, Path(ge=1, le=2**62)], who: Principal = operator
-    ) -> Response:
-        """End a silence now (operator)."""
-        async with api.pool.connection() as conn:
-            if not await lifecycle.delete_silence(conn, silence_id):
-                raise ApiError(404, "not_found", f"silence {silence_id} does not exist")
-        return ok({"deleted": silence_id})
-
-    assert set(TYPES) == set(AlertType.__args__)  # type: ignore[attr-defined]
-    return r
+@router.delete(
+    "/silences/{silence_id}",
+    tags=["silences"],
+    response_model=Envelope,
+    responses=errors({404: "no such silence"}),
+)
+async def delete_silence(
+    silence_id: Annotated[int, Path(ge=1, le=2**62)], who: Operator, pool: Pool
+) -> Response:
+    """End a silence now (operator)."""
+    async with pool.connection() as conn:
+        if not await lifecycle.delete_silence(conn, silence_id):
+            raise ApiError(404, "not_found", f"silence {silence_id} does not exist")
+    return ok({"deleted": silence_id})

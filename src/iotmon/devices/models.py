@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
+
+ReadingStatus = Literal["normal", "warning", "critical"]
+Connectivity = Literal["online", "offline", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,7 @@ def reading_status(
     normal_max: float | None,
     alert_min: float | None,
     alert_max: float | None,
-) -> str:
+) -> ReadingStatus:
     """A reading's status against its device's thresholds, the one rule every part uses
     (processing's live status, the API's ``/current``, the dashboard's colours): ``critical``
     past an alert threshold, ``warning`` outside the normal range, else ``normal``."""

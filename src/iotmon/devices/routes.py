@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from iotmon.alerts.models import Severity
 from iotmon.devices import service
-from iotmon.devices.models import reading_status
+from iotmon.devices.models import Connectivity, ReadingStatus, reading_status
 from iotmon.profiles.models import StateAlert
 from iotmon.timefmt import iso_utc
 from iotmon.web.deps import VIEWER, Admin, ApiSettings, Pool, Redis, State
@@ -19,10 +20,13 @@ from iotmon.web.envelope import ApiError, DeviceIdPath, Envelope, errors, ok
 DeviceStatus = Literal["active", "inactive", "maintenance", "unregistered"]
 
 
+AlertStatus = Severity | Literal["normal"]  # the worst open alert's severity
+
+
 class LastReading(BaseModel):
     value: float
     timestamp: str
-    status: str
+    status: ReadingStatus
 
 
 class DeviceStats(BaseModel):
@@ -46,9 +50,9 @@ class DeviceSummary(BaseModel):
     unit: str | None
     status: str
     intervalMs: int
-    connectivity: Literal["online", "offline", "unknown"]
+    connectivity: Connectivity
     lastReading: LastReading | None
-    alertStatus: str
+    alertStatus: AlertStatus
     openAlerts: int
     stats: DeviceStats
     thresholds: Thresholds
@@ -85,7 +89,7 @@ class DeviceConfig(BaseModel):
     alertMax: float | None
     intervalMs: int
     offlineTimeoutS: float | None
-    stateAlert: dict[str, Any] | bool | None = Field(
+    stateAlert: StateAlert | Literal[False] | None = Field(
         default=None, description="this device's state alert: null = its profile's, false = none"
     )
     metadata: dict[str, Any]
@@ -97,17 +101,17 @@ class Current(BaseModel):
     model_config = ConfigDict(extra="allow")
     value: float
     timestamp: str
-    status: str
+    status: ReadingStatus
     unit: str | None = None
     sensorType: str | None = None
 
 
 class DeviceDetails(DeviceConfig):
-    connectivity: Literal["online", "offline", "unknown"]
+    connectivity: Connectivity
     current: Current | None
     stats1h: dict[str, Any] | None
     stats24h: dict[str, Any] | None
-    alertStatus: str
+    alertStatus: AlertStatus
     openAlerts: int
 
 

@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from iotmon.devices import service as devices
 from iotmon.readings import queries
 from iotmon.timefmt import aware, iso_utc
+from iotmon.web.deps import VIEWER, Pool, State
 from iotmon.web.envelope import ApiError, DeviceIdPath, Envelope, errors, ok
-from iotmon.web.legacy import RouterApi as Api
 
 MAX_RANGE = timedelta(days=400)
 CSV_MAX_ROWS = 5_000_000
@@ -55,38 +56,32 @@ def time_range(
     return start, end
 
 
-def router(api: Api) -> APIRouter:
-    r = APIRouter(prefix="/api/devices", tags=["devices"], responses=errors())
-    viewer = Depends(api.require("viewer"))
+router = APIRouter(prefix="/api/devices", tags=["devices"], responses=errors())
 
-    @r.get(
-        "/{device_id}/history",
-        response_model=HistoryEnvelope,
-        dependencies=[viewer],
-        responses=errors({404: "no such device"}),
-    )
-    async def history(
-        request: Request,
-        device_id: DeviceIdPath,
-        from_: Annotated[
-            datetime | None, Query(alias="from", description="ISO 8601; default: to - 24 h")
-        ] = None,
-        to: Annotated[datetime | None, Query(description="ISO 8601; default: now")] = None,
-        limit: Annotated[int, Query(ge=1, le=queries.MAX_POINTS)] = 1000,
-    ) -> Response:
-        """Readings in [from, to): raw when there are at most ``limit``, else ``limit`` time
-        buckets with avg (``value``), ``min``, ``max`` and ``count``."""
-        start, end = time_range(from_, to, timedelta(hours=24))
-        if from_ is None or to is None:  # "until now": a new range every call, nothing to share
-            return await history_page(device_id, start, end, limit)
-        key = f"history:{device_id}:{start.isoformat()}:{end.isoformat()}:{limit}"
-        return await api.cached(
-            request, key, lambda: history_page(device_id, start, end, limit), role="viewer"
-        )
 
-    async def history_page(device_id: str, start: datetime, end: datetime, limit: int) -> Response:
-        async with api.pool.connection() as conn:
-            row = await api.device_row(conn, device_id)
+@router.get(
+    "/{device_id}/history",
+    response_model=HistoryEnvelope,
+    dependencies=[VIEWER],
+    responses=errors({404: "no such device"}),
+)
+async def history(
+    request: Request,
+    device_id: DeviceIdPath,
+    state: State,
+    from_: Annotated[
+        datetime | None, Query(alias="from", description="ISO 8601; default: to - 24 h")
+    ] = None,
+    to: Annotated[datetime | None, Query(description="ISO 8601; default: now")] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_POINTS)] = 1000,
+) -> Response:
+    """Readings in [from, to): raw when there are at most ``limit``, else ``limit`` time
+    buckets with avg (``value``), ``min``, ``max`` and ``count``."""
+    start, end = time_range(from_, to, timedelta(hours=24))
+
+    async def page() -> Response:
+        async with state.pool.connection() as conn:
+            row = await devices.get_row(conn, device_id)
             result = await queries.history(conn, device_id, start, end, limit)
         return ok(
             {
@@ -99,36 +94,41 @@ def router(api: Api) -> APIRouter:
             {"count": len(result["points"]), "limit": limit},
         )
 
-    @r.get(
-        "/{device_id}/history.csv",
-        dependencies=[viewer],
-        response_class=StreamingResponse,
-        responses={
-            200: {"content": {"text/csv": {}}, "description": "raw readings as CSV"},
-            404: {"description": "no such device"},
-        },
+    if from_ is None or to is None:  # "until now": a new range every call, nothing to share
+        return await page()
+    key = f"history:{device_id}:{start.isoformat()}:{end.isoformat()}:{limit}"
+    return await state.answers.get(request, key, page, role="viewer")
+
+
+@router.get(
+    "/{device_id}/history.csv",
+    dependencies=[VIEWER],
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "raw readings as CSV"},
+        404: {"description": "no such device"},
+    },
+)
+async def history_csv(
+    device_id: DeviceIdPath,
+    pool: Pool,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, le=CSV_MAX_ROWS)] = None,
+) -> StreamingResponse:
+    """Every raw reading in [from, to) (default: the last 24 h), streamed."""
+    start, end = time_range(from_, to, timedelta(hours=24))
+    async with pool.connection() as conn:
+        await devices.get_row(conn, device_id)
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.connection() as conn:
+            async for chunk in queries.csv_rows(conn, device_id, start, end, limit):
+                yield chunk
+
+    name = f"{device_id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-    async def history_csv(
-        device_id: DeviceIdPath,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: Annotated[datetime | None, Query()] = None,
-        limit: Annotated[int | None, Query(ge=1, le=CSV_MAX_ROWS)] = None,
-    ) -> StreamingResponse:
-        """Every raw reading in [from, to) (default: the last 24 h), streamed."""
-        start, end = time_range(from_, to, timedelta(hours=24))
-        async with api.pool.connection() as conn:
-            await api.device_row(conn, device_id)
-
-        async def body() -> AsyncIterator[bytes]:
-            async with api.pool.connection() as conn:
-                async for chunk in queries.csv_rows(conn, device_id, start, end, limit):
-                    yield chunk
-
-        name = f"{device_id}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
-        return StreamingResponse(
-            body(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-
-    return r

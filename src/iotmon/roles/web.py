@@ -20,7 +20,7 @@ from iotmon.users import service as users
 from iotmon.web import auth, metrics
 from iotmon.web.answers import AnswerReplay
 from iotmon.web.app import install
-from iotmon.web.routers import routers
+from iotmon.web.routers import ROUTERS
 from iotmon.web.state import ApiState
 
 logger = log.get(__name__)
@@ -102,7 +102,7 @@ class WebRole:
         return {"socketClients": self.live.connected}
 
     def routers(self) -> list[APIRouter]:
-        return routers(self.api)
+        return list(ROUTERS)
 
     def wrap(self, app: FastAPI) -> Any:
         """The process's ASGI app: Socket.IO at /socket.io, everything else to ``app``."""

@@ -19,6 +19,7 @@ from iotmon.web.envelope import ApiError, Envelope, errors, ok
 from iotmon.web.state import ApiState
 
 UsernamePath = Annotated[str, Path(pattern=USERNAME.pattern)]
+Role = Literal["viewer", "operator", "admin"]
 
 
 class Credentials(BaseModel):
@@ -39,20 +40,20 @@ class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(pattern=USERNAME.pattern)
     password: str = Field(min_length=8, max_length=256)
-    role: Literal["viewer", "operator", "admin"] = "viewer"
+    role: Role = "viewer"
 
 
 class RoleChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["viewer", "operator", "admin"]
+    role: Role
 
 
 class TokenOut(BaseModel):
     accessToken: str
-    tokenType: str
+    tokenType: Literal["bearer"]
     expiresAt: str
     username: str
-    role: str
+    role: Role
 
 
 class TokenEnvelope(BaseModel):

@@ -10,21 +10,26 @@ One cache in two layers:
   served again, whole, to repeats of the same request within its lifetime, with the token,
   the rate limit and the metrics still checked per request.
 
-The analytics endpoints keep a cache of their own, in Redis (web/analytics.py): see the
-README's "Answer caches"."""
+``SharedAnswers`` is the other cache, for the analytics: answers that take tens of
+milliseconds of queries, kept a few seconds in Redis so that every web process shares them
+(README, design notes: why two)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
+import orjson
+import redis.asyncio as aioredis
 from fastapi import Request, Response
 
 from iotmon.web.asgi import ASGIApp, Message, Observer, Receive, Scope, Send
+from iotmon.web.envelope import ok
 
 LIFETIME_S = 1.0
 
@@ -251,3 +256,34 @@ class AnswerCache:
         if response.status_code == 200:
             request.scope[SHAREABLE] = (role, now)
         return response
+
+
+class SharedAnswers:
+    """An answer's ``(data, meta)`` computed once per ``ttl_s`` for a path and query across
+    every web process of the deployment (``namespace``), kept in Redis; ``meta.cached`` says
+    whether this one was. Redis away: computed every time."""
+
+    def __init__(self, redis: aioredis.Redis, namespace: str, ttl_s: float = 5) -> None:
+        self.redis = redis
+        self.namespace = namespace
+        self.ttl_s = ttl_s
+
+    async def get(
+        self,
+        request: Request,
+        compute: Callable[[], Awaitable[tuple[dict[str, Any], dict[str, Any]]]],
+    ) -> Response:
+        key = f"cache:{self.namespace}:{request.url.path}?{request.url.query}"
+        try:
+            hit = await self.redis.get(key)
+        except aioredis.RedisError:
+            hit = None
+        if hit:
+            body = orjson.loads(hit)
+            return ok(body["data"], body["meta"] | {"cached": True})
+        data, meta = await compute()
+        with contextlib.suppress(aioredis.RedisError):
+            await self.redis.set(
+                key, orjson.dumps({"data": data, "meta": meta}), px=int(self.ttl_s * 1000)
+            )
+        return ok(data, meta | {"cached": False})

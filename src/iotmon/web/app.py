@@ -19,7 +19,7 @@ from iotmon import __version__
 from iotmon.web import dashboard, errors, metrics
 from iotmon.web.asgi import Observe
 from iotmon.web.docs import OPENAPI_URL
-from iotmon.web.routers import routers
+from iotmon.web.routers import ROUTERS
 from iotmon.web.state import ApiState
 
 SECURITY_HEADERS = {
@@ -82,7 +82,7 @@ def install(app: FastAPI, state: ApiState) -> None:
 def openapi() -> dict[str, Any]:
     """The API's OpenAPI document, without a server or a database (``npm run gen:api``)."""
     app = FastAPI(title="iotmon", version=__version__, openapi_url=OPENAPI_URL)
-    for router in routers():
+    for router in ROUTERS:
         app.include_router(router)
     return app.openapi()
 

@@ -11,23 +11,17 @@ from iotmon.profiles import routes as profiles
 from iotmon.readings import routes as readings
 from iotmon.users import routes as users
 from iotmon.web import analytics, metrics, system
-from iotmon.web.legacy import RouterApi
-from iotmon.web.state import ApiState
 
-
-def routers(state: ApiState | None = None) -> list[APIRouter]:
-    """The routers; ``state``: the web role's (None: for the OpenAPI document only)."""
-    api = RouterApi(state)
-    return [
-        users.auth_router,
-        system.router,
-        users.router,
-        devices.router,
-        readings.router(api),
-        alerts.router(api),
-        metrics.router,
-        analytics.router(api),
-        profiles.router,
-        profiles.device_router,
-        mqtt.router,
-    ]
+ROUTERS: list[APIRouter] = [
+    users.auth_router,
+    system.router,
+    users.router,
+    devices.router,
+    readings.router,
+    alerts.router,
+    metrics.router,
+    analytics.router,
+    profiles.router,
+    profiles.device_router,
+    mqtt.router,
+]

@@ -18,7 +18,7 @@ from iotmon.config import Settings
 from iotmon.realtime.publish import AsyncLivePublisher, Encoder
 from iotmon.users.models import AuthError
 from iotmon.web import auth, login
-from iotmon.web.answers import AnswerCache
+from iotmon.web.answers import AnswerCache, SharedAnswers
 from iotmon.web.health import Probes, RequestWindow
 from iotmon.web.ratelimit import RateLimit
 
@@ -49,7 +49,8 @@ class ApiState:
         # Caches are per deployment, and a deployment is its database: two sharing a Redis
         # (or two test runs) never read each other's cached answers.
         self.namespace = hashlib.sha256((services.database_url or "").encode()).hexdigest()[:12]
-        self.answers = AnswerCache()
+        self.answers = AnswerCache()  # the hottest reads, a second, this process
+        self.shared_answers = SharedAnswers(self.redis, self.namespace)  # analytics, Redis
         self.rate_limit = RateLimit(self.redis, self.settings)
         self.hashing = login.Hashing()
         self.backoff = login.Backoff(self.redis, self.namespace)
