@@ -44,6 +44,7 @@ build() {
 check() {
   need_node
   deps
+  ../scripts/gen-api.sh --check  # src/types/openapi.ts is what the API describes
   npm run --silent typecheck
   npm run --silent lint
   npm run --silent test -- --reporter=dot

@@ -1,59 +1,34 @@
-// The web role's JSON (README "REST API and Socket.IO"; OpenAPI at /api/openapi.json).
+// The web role's JSON. The REST API's types are generated from its OpenAPI document
+// (src/types/openapi.ts: `npm run gen:api`, checked current by `make test`); here they get
+// the names the dashboard uses. The Socket.IO events and the live statistics are not in that
+// document: they are written out below.
+import type { components } from "./openapi";
 
-export type Role = "viewer" | "operator" | "admin";
-export type Severity = "low" | "medium" | "high" | "critical";
-export type AlertStatus = "triggered" | "acknowledged" | "escalated" | "resolved";
-export type AlertType =
-  | "threshold_exceeded"
-  | "threshold_below"
-  | "device_offline"
-  | "data_anomaly"
-  | "trend_warning"
-  | "state_duration";
-export type ReadingStatus = "normal" | "warning" | "critical";
-export type Connectivity = "online" | "offline" | "unknown";
+type Schemas = components["schemas"];
 
+export type Role = Schemas["TokenOut"]["role"];
+export type Severity = Schemas["AlertOut"]["severity"];
+export type AlertStatus = Schemas["AlertOut"]["status"];
+export type AlertType = Schemas["AlertOut"]["type"];
+export type ReadingStatus = Schemas["LastReading"]["status"];
+export type Connectivity = Schemas["DeviceSummary"]["connectivity"];
+
+/** Every answer's shape; each endpoint's ``data`` is one of the types below. */
 export interface Envelope<T> {
   success: true;
   data: T;
   meta: Record<string, unknown> & { timestamp: string };
 }
 
-export interface ApiErrorBody {
-  success: false;
-  error: { code: string; message: string; details: unknown };
-}
+export type ApiErrorBody = Schemas["ErrorEnvelope"];
+export type Token = Schemas["TokenOut"];
+export type Thresholds = Schemas["DeviceSummary"]["thresholds"];
+export type DeviceSummary = Schemas["DeviceSummary"];
+export type CurrentReading = Schemas["Current"];
+/** A profile channel's or a device's state alert: value === state for forSeconds or more. */
+export type StateAlert = Schemas["StateAlert"];
 
-export interface Token {
-  accessToken: string;
-  tokenType: "bearer";
-  expiresAt: string;
-  username: string;
-  role: Role;
-}
-
-export interface Thresholds {
-  normalMin: number | null;
-  normalMax: number | null;
-  alertMin: number | null;
-  alertMax: number | null;
-}
-
-export interface DeviceSummary {
-  deviceId: string;
-  type: string;
-  location: string;
-  unit: string | null;
-  status: string;
-  intervalMs: number;
-  connectivity: Connectivity;
-  lastReading: { value: number; timestamp: string; status: ReadingStatus } | null;
-  alertStatus: Severity | "normal";
-  openAlerts: number;
-  stats: { avg24h: number | null; min24h: number | null; max24h: number | null; trend: string | null };
-  thresholds: Thresholds;
-}
-
+/** A device's 1 h or 24 h statistics, as processing writes them (the API passes them on). */
 export interface WindowStats {
   count: number;
   avg: number | null;
@@ -67,114 +42,18 @@ export interface WindowStats {
   windowEnd?: string;
 }
 
-export interface CurrentReading {
-  value: number;
-  timestamp: string;
-  status: ReadingStatus;
-  unit?: string | null;
-  sensorType?: string | null;
-}
-
-/** A profile channel's or a device's state alert: value === state for forSeconds or more. */
-export interface StateAlert {
-  state: number;
-  forSeconds: number;
-  severity: Severity;
-  message: string;
-}
-
-export interface DeviceDetails extends Thresholds {
-  deviceId: string;
-  type: string;
-  location: string;
-  unit: string | null;
-  status: string;
-  intervalMs: number;
-  offlineTimeoutS: number | null;
-  /** The device's own: null = its profile's, false = none. */
-  stateAlert?: StateAlert | false | null;
-  metadata: Record<string, unknown>;
-  createdAt: string;
-  updatedAt: string;
-  connectivity: Connectivity;
-  current: CurrentReading | null;
+export type DeviceDetails = Omit<Schemas["DeviceDetails"], "stats1h" | "stats24h"> & {
   stats1h: WindowStats | null;
   stats24h: WindowStats | null;
-  alertStatus: Severity | "normal";
-  openAlerts: number;
-}
+};
 
-export interface HistoryPoint {
-  timestamp: string;
-  value: number;
-  min: number;
-  max: number;
-  count: number;
-}
-
-export interface History {
-  deviceId: string;
-  unit: string | null;
-  from: string;
-  to: string;
-  bucketSeconds: number | null;
-  downsampled: boolean;
-  points: HistoryPoint[];
-}
-
-export interface Alert {
-  id: number;
-  alertId: number;
-  deviceId: string;
-  type: AlertType;
-  message: string;
-  severity: Severity;
-  value: number | null;
-  threshold: number | null;
-  status: AlertStatus;
-  triggeredAt: string;
-  timestamp: string;
-  acknowledgedAt: string | null;
-  acknowledgedBy: string | null;
-  resolvedAt: string | null;
-  resolvedBy: string | null;
-  escalatedAt: string | null;
-  count: number;
-  lastValue: number | null;
-  lastSeenAt: string | null;
-  silenced: boolean;
-  /** Changing state too often: its notifications are held back until it settles. */
-  flapping: boolean;
-  eventId?: string;
-}
-
-export interface AlertTransition {
-  from: AlertStatus | null;
-  to: AlertStatus;
-  actor: string;
-  note: string | null;
-  at: string;
-}
-
-export interface Silence {
-  id: number;
-  deviceId: string | null;
-  alertType: AlertType | null;
-  startsAt: string;
-  endsAt: string;
-  reason: string | null;
-  createdBy: string;
-}
-
-export interface DashboardFigures {
-  totalDevices: number;
-  activeDevices: number;
-  activeAlerts: number;
-  alertsBySeverity: Record<Severity, number>;
-  dataPointsLastHour: number;
-  systemHealth: string;
-  updatedAt: string | null;
-}
+export type HistoryPoint = Schemas["Point"];
+export type History = Schemas["History"];
+/** An alert; over Socket.IO it carries the event's id too. */
+export type Alert = Schemas["AlertOut"] & { eventId?: string };
+export type AlertTransition = Schemas["Transition"];
+export type Silence = Schemas["SilenceOut"];
+export type DashboardFigures = Schemas["Dashboard"] & { alertsBySeverity: Record<Severity, number> };
 
 // --- Socket.IO events ---
 export interface SensorDataEvent {
