@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,82 +21,11 @@ import psycopg
 import pytest
 import yaml
 
+from tests.integration.helpers import Proxy, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Proxy:
-    """A TCP proxy on 127.0.0.1 that can be cut (listener closed, every connection reset) and
-    restored on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._server: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def up(self) -> None:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(64)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def down(self) -> None:
-        with self._lock:
-            server, self._server = self._server, None
-            conns, self._conns = self._conns, []
-        if server is not None:
-            with contextlib.suppress(OSError):
-                server.shutdown(socket.SHUT_RDWR)
-            server.close()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self._server is not server:
-                    client.close()
-                    upstream.close()
-                    return
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes]) -> str:
@@ -181,7 +108,7 @@ def test_a_dependency_outage_makes_a_role_unready_not_dead(
         proxy = Proxy((str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))))
         info.update(host="127.0.0.1", port=str(proxy.port))
         env["IOTMON_DATABASE_URL"] = psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proxy.up()
     try:
