@@ -123,6 +123,7 @@ async def _run_roles(
     live: bool,
     scenarios: tuple[Any, ...] = (),
     embedded: dict[str, str] | None = None,
+    broker: Any = None,
 ) -> None:
     from iotmon.roles import ROLES, Role
     from iotmon.roles.http import bind, make_app, serve
@@ -140,6 +141,8 @@ async def _run_roles(
         stack.callback(sock.close)
         services = await open_services(settings, needs, stack)
         services.embedded.update(embedded or {})  # started before (the MQTT broker)
+        if broker is not None:  # it reads the devices' credentials there
+            broker.use_database(services.database_url)
         roles: list[Role] = []
         for d in defs:
             if d.name == "simulator" and scenarios:
@@ -205,18 +208,23 @@ def _banner(settings: Settings, services: Any, names: list[str], port: int) -> N
     if "mqtt" in services.embedded:
         host, _, mport = services.embedded["mqtt"].rpartition(":")
         host = host.removeprefix("mqtt://")
-        say(f"  mqtt        embedded broker {host}:{mport} (MQTT 3.1.1, anonymous, loopback only)")
+        from iotmon.mqtt import provisioning
+
         say(
-            f"  publish     mosquitto_pub -h {host} -p {mport} -q 1"
-            " -t cmnd/f2-e4fd45f654be/access-control-mode/J1/door-sensors"
-            """ -m '{"door-sensor-1": true, "door-sensor-2": false}'""",
-            highlight=False,
+            f"  mqtt        embedded broker {host}:{mport} (MQTT 3.1.1, loopback only,"
+            " devices log in with their credentials)"
         )
         say(
-            f"              mosquitto_pub -h {host} -p {mport} -q 1"
-            """ -t devices/device-001/telemetry -m '{"value": 42.5}'""",
+            "  provision   iotmon devices provision device-001"
+            "  (prints its password, once; revoke: iotmon devices revoke device-001)",
             highlight=False,
         )
+        example = {"deviceId": "device-001", "username": "device-001", "password": "<password>"}
+        admin = provisioning.embedded_admin_url(host, int(mport))
+        line = provisioning.mosquitto_pub_line(
+            example, admin, settings.mqtt_topic_root, body='{"value": 42.5}'
+        )
+        say(f"  publish     {line}", highlight=False)
     elif "mqtt-bridge" in names:
         say("  mqtt        external broker (IOTMON_MQTT_URL)")
     if "postgres" in services.embedded:
@@ -294,7 +302,7 @@ async def _up(settings: Settings) -> None:
     if settings.mqtt_url is None and settings.mqtt_embedded_port:
         from iotmon.mqtt.embedded import EmbeddedBroker, PortInUse
 
-        broker = EmbeddedBroker(settings.mqtt_embedded_port)
+        broker = EmbeddedBroker(settings.mqtt_embedded_port, root=settings.mqtt_topic_root)
         try:
             await broker.start()
         except PortInUse as exc:
@@ -306,14 +314,22 @@ async def _up(settings: Settings) -> None:
             broker = None
         else:
             settings = settings.model_copy(
-                update={"mqtt_url": SecretStr(broker.url), "mqtt_protocol": "3.1.1"}
+                update={
+                    "mqtt_url": SecretStr(broker.client_url()),  # as the bridge, its password
+                    "mqtt_admin_url": SecretStr(broker.admin_url),  # provisioning records only
+                    "mqtt_protocol": "3.1.1",
+                }
             )
     if settings.mqtt_url is not None and "simulator_transport" not in settings.model_fields_set:
         settings = settings.model_copy(update={"simulator_transport": "both"})
     names = [n for n, d in ROLES.items() if d.enabled(settings)]  # MQTT roles need a broker
     try:
         await _run_roles(
-            settings, names, live=True, embedded={"mqtt": broker.url} if broker else None
+            settings,
+            names,
+            live=True,
+            embedded={"mqtt": broker.url} if broker else None,
+            broker=broker,
         )
     finally:
         if broker is not None:
@@ -758,7 +774,6 @@ def devices_provision(
 ) -> None:
     """New MQTT credentials for a device, printed once (only a hash is kept). The device may
     publish only under its own topics; the previous credentials stop working at once."""
-    from iotmon.config import secret
     from iotmon.mqtt import provisioning
     from iotmon.readings.models import DEVICE_ID
 
@@ -766,15 +781,11 @@ def devices_provision(
         raise _fail(f"invalid device id {device!r}: letters, digits, . _ : - (up to 50)")
 
     async def work(conn: Any, settings: Settings) -> tuple[dict[str, Any], str]:
+        url = provisioning.admin_url(settings)  # none: the embedded broker's (record only)
         issued = await provisioning.provision(
-            conn,
-            admin_url=secret(settings.mqtt_admin_url),
-            device_id=device,
-            root=settings.mqtt_topic_root,
-            by=by,
+            conn, admin_url=url, device_id=device, root=settings.mqtt_topic_root, by=by
         )
-        url = secret(settings.mqtt_admin_url) or ""
-        return issued, provisioning.mosquitto_pub_line(issued, url, settings.mqtt_topic_root)
+        return issued, provisioning.mosquitto_pub_line(issued, url or "", settings.mqtt_topic_root)
 
     issued, example = _mqtt_credentials(work)
     print(f"username: {issued['username']}")
@@ -790,7 +801,6 @@ def devices_revoke(
     by: Annotated[str, typer.Option(help="who")] = os.environ.get("USER", "cli"),
 ) -> None:
     """Revoke a device's MQTT credentials: a connected device is disconnected at once."""
-    from iotmon.config import secret
     from iotmon.mqtt import provisioning
     from iotmon.readings.models import DEVICE_ID
 
@@ -799,7 +809,7 @@ def devices_revoke(
 
     async def work(conn: Any, settings: Settings) -> dict[str, Any]:
         return await provisioning.revoke(
-            conn, admin_url=secret(settings.mqtt_admin_url), device_id=device, by=by
+            conn, admin_url=provisioning.admin_url(settings), device_id=device, by=by
         )
 
     _mqtt_credentials(work)

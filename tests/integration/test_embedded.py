@@ -182,7 +182,11 @@ def test_up_runs_an_mqtt_broker_a_real_client_publishes_to(tmp_path: Path) -> No
         assert health["roles"]["simulator"]["transport"] == "both"
         text = log.read_text()
         assert f"embedded broker 127.0.0.1:{mqtt_port}" in text
-        line = re.search(r"publish +(mosquitto_pub .*door-sensors.*)$", text, re.M)
+        assert "anonymous" not in text
+        assert "iotmon devices provision device-001" in text
+        line = re.search(
+            r"publish +(mosquitto_pub .*-u 'device-001' -P '<password>'.*)$", text, re.M
+        )
         assert line, text
         assert f"-p {mqtt_port}" in line.group(1)
         # Loopback only: the machine's outward address has nothing on the port.
@@ -192,11 +196,42 @@ def test_up_runs_an_mqtt_broker_a_real_client_publishes_to(tmp_path: Path) -> No
                 s.settimeout(2)
                 assert s.connect_ex((outward, mqtt_port)) != 0
 
-        # A real client, as the banner says: the seed's controller opens its door 2 at a time
-        # of its own (2 s ago, microseconds as F2 controllers send them).
+        # Anonymous clients are refused.
+        refused: list[Any] = []
+        anon = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-anon", protocol=mqtt.MQTTv311)
+        anon.on_connect = lambda c, ud, flags, reason, props: refused.append(reason)
+        anon.connect("127.0.0.1", mqtt_port)
+        anon.loop_start()
+        try:
+            wait_for(proc, log, lambda: refused, 15)
+            assert refused[0].is_failure, refused
+        finally:
+            anon.disconnect()
+            anon.loop_stop()
+        # Credentials from another shell, as the banner says: the CLI finds the database of
+        # the running `iotmon up` (same data dir) and records them; the broker reads them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")}
+        env |= {
+            "IOTMON_DATA_DIR": str(tmp_path / "var"),
+            "IOTMON_MQTT_EMBEDDED_PORT": str(mqtt_port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "iotmon", "devices", "provision", "f2-e4fd45f654be"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        issued = dict(x.split(":", 1) for x in done.stdout.splitlines())
+        assert f"-V mqttv311 -q 1 -h 127.0.0.1 -p {mqtt_port}" in issued["try"]
+
+        # A real client with them: the seed's controller opens its door 2 at a time of its own
+        # (2 s ago, microseconds as F2 controllers send them).
         t = datetime.now(UTC) - timedelta(seconds=2)
         stamp = t.replace(tzinfo=None).isoformat(timespec="microseconds")
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t-embedded", protocol=mqtt.MQTTv311)
+        c.username_pw_set(issued["username"].strip(), issued["password"].strip())
         c.connect("127.0.0.1", mqtt_port)
         c.loop_start()
         try:

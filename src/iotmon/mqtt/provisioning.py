@@ -7,18 +7,34 @@ while the broker is asked, and commits only after the broker accepted; a broker 
 or refuses rolls it back. The one gap left is a commit that fails after the broker accepted:
 the new credentials are then deleted from the broker again (best effort) and the error raised;
 provisioning again repairs whatever is left.
+
+Record only: the embedded broker of ``iotmon up`` (``embedded.py``, no ``IOTMON_MQTT_URL``)
+has no admin; it reads the devices' credentials from ``mqtt_credential`` itself. Its admin
+URL is ``embedded://127.0.0.1:<port>`` (``embedded_admin_url``): set in the process by
+``iotmon up``, and taken by ``admin_url`` for the CLI in another shell. Provisioning then
+writes (revoking, marks) the record only; the broker believes a record ``embedded.TTL_S``
+(2 s), so a revocation, or new credentials, take effect within that, and a session connected
+with revoked ones is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 from psycopg import AsyncConnection
 
 from iotmon import logging as log
-from iotmon.mqtt.credentials import CredentialsError, DynsecAdmin, Issued
+from iotmon.config import Settings, secret
+from iotmon.mqtt.credentials import (
+    CredentialsError,
+    DynsecAdmin,
+    Issued,
+    device_topics,
+    hash_password,
+)
 from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
@@ -38,8 +54,32 @@ class NoCredentials(CredentialsError):
 
 NOT_CONFIGURED = (
     "MQTT provisioning is not configured: set IOTMON_MQTT_ADMIN_URL to the broker's dynamic"
-    " security admin (scripts/infra.sh env prints it)"
+    " security admin (scripts/infra.sh env prints it), or leave IOTMON_MQTT_URL unset and"
+    " IOTMON_MQTT_EMBEDDED_PORT non-zero for the embedded broker of `iotmon up`"
 )
+EMBEDDED_SCHEME = "embedded"
+
+
+def embedded_admin_url(host: str, port: int) -> str:
+    """The admin URL of the embedded broker on ``host:port``: provisioning records only."""
+    return f"{EMBEDDED_SCHEME}://{host}:{port}"
+
+
+def record_only(admin_url: str) -> bool:
+    return urlsplit(admin_url).scheme == EMBEDDED_SCHEME
+
+
+def admin_url(settings: Settings) -> str | None:
+    """Where provisioning issues credentials: ``IOTMON_MQTT_ADMIN_URL``; without it and without
+    a broker (``IOTMON_MQTT_URL``), the embedded broker ``iotmon up`` runs with these settings
+    (record only: it reads the database ``iotmon up`` uses, the same one as this process's when
+    IOTMON_DATABASE_URL and IOTMON_DATA_DIR are the same); None: provisioning is off."""
+    url = secret(settings.mqtt_admin_url)
+    if url:
+        return url
+    if settings.mqtt_url is None and settings.mqtt_embedded_port:
+        return embedded_admin_url("127.0.0.1", settings.mqtt_embedded_port)  # embedded.HOST
+    return None
 
 
 def _admin(admin_url: str | None) -> str:
@@ -49,11 +89,17 @@ def _admin(admin_url: str | None) -> str:
 
 
 def _issue(admin_url: str, device_id: str, root: str) -> Issued:
+    if record_only(admin_url):  # the embedded broker reads the record
+        password = secrets.token_urlsafe(24)
+        return Issued(device_id, password, hash_password(password), device_topics(device_id, root))
     with DynsecAdmin(admin_url) as admin:
         return admin.issue(device_id, root)
 
 
 def _revoke(admin_url: str, username: str) -> bool:
+    """Whether the broker had the client (record only: nothing to ask, False)."""
+    if record_only(admin_url):
+        return False
     with DynsecAdmin(admin_url) as admin:
         return admin.revoke(username)
 
@@ -166,12 +212,16 @@ def broker_address(admin_url: str) -> tuple[str, int]:
     return u.hostname or "127.0.0.1", u.port or 1883
 
 
-def mosquitto_pub_line(issued: dict[str, Any], admin_url: str, root: str) -> str:
-    """A command that publishes one reading as the device, to try the credentials."""
+def mosquitto_pub_line(
+    issued: dict[str, Any], admin_url: str, root: str, *, body: str | None = None
+) -> str:
+    """A command that publishes one reading (``body``, default: 1.0 now) as the device, to try
+    the credentials."""
     host, port = broker_address(admin_url)
     device = issued["deviceId"]
-    body = f'{{"timestamp": "{iso_utc()}", "value": 1.0}}'
+    body = body or f'{{"timestamp": "{iso_utc()}", "value": 1.0}}'
+    version = "mqttv311" if record_only(admin_url) else "mqttv5"  # amqtt speaks 3.1.1
     return (
-        f"mosquitto_pub -V mqttv5 -q 1 -h {host} -p {port} -u '{issued['username']}'"
+        f"mosquitto_pub -V {version} -q 1 -h {host} -p {port} -u '{issued['username']}'"
         f" -P '{issued['password']}' -t '{root}devices/{device}/telemetry' -m '{body}'"
     )
