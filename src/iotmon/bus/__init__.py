@@ -55,10 +55,44 @@ class BusError(Exception):
     """The bus failed in a way the caller cannot fix by retrying this call."""
 
 
+class Delivery:
+    """Counts the acknowledgements of the records produced with it as their ``on_delivery``:
+    a caller that must not wait for a whole ``flush`` (the MQTT bridge, which acknowledges
+    each batch to its broker once Kafka has it) asks ``pending`` instead."""
+
+    __slots__ = ("delivered", "error", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.delivered = 0
+        self.error: str | None = None
+
+    def __call__(self, err: object, msg: object) -> None:
+        self.delivered += 1
+        if err is not None and self.error is None:
+            self.error = str(err)
+
+    @property
+    def pending(self) -> int:
+        return self.sent - self.delivered
+
+
 class Producer(Protocol):
     def produce(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
-    ) -> None: ...
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        on_delivery: Delivery | None = None,
+    ) -> None:
+        """Queue a record. With ``on_delivery``, its acknowledgement (or failure) is counted
+        there, and ``flush`` does not raise for it: the caller looks."""
+        ...
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve acknowledgements that arrived (waiting up to ``timeout`` for one)."""
+        ...
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every produced message to be acknowledged; return how many are still

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from iotmon.bus import (
     BusError,
     Consumer,
+    Delivery,
     Headers,
     Message,
     OnAssign,
@@ -189,9 +190,20 @@ class MemoryProducer:
         self._bus = bus
 
     def produce(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        on_delivery: Delivery | None = None,
     ) -> None:
         self._bus._append(topic, value, key, headers or [])
+        if on_delivery is not None:  # appended is acknowledged
+            on_delivery.sent += 1
+            on_delivery(None, None)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        return None
 
     def flush(self, timeout: float = 30.0) -> int:
         return 0
@@ -211,11 +223,16 @@ class MemoryTransactionalProducer(MemoryProducer):
         self._pending = []
 
     def produce(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        on_delivery: Delivery | None = None,
     ) -> None:
         if self._pending is None:
-            super().produce(topic, value, key, headers)
-        else:
+            super().produce(topic, value, key, headers, on_delivery)
+        else:  # a transaction's records: committed together (a Delivery is not used there)
             self._pending.append((topic, value, key, headers or []))
 
     def commit(self, offsets: Sequence[TopicPartition], consumer: Consumer) -> None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from iotmon.config import secret
 from iotmon.metrics import watch_mqtt_bridge
 from iotmon.mqtt.bridge import Bridge, BridgeConfig, shared
-from iotmon.roles.runtime import ConfigurationError, Services, run_in_thread
+from iotmon.roles.runtime import ConfigurationError, Services, run_in_thread, tune_gc
 
 
 class MqttBridgeRole:
@@ -41,6 +41,7 @@ class MqttBridgeRole:
         watch_mqtt_bridge(self.bridge.stats)
 
     async def run(self, stop: asyncio.Event) -> None:
+        tune_gc()  # a batch is thousands of short-lived tuples: young collections every 700 cost
         try:
             await run_in_thread(self.bridge.run, stop)
         finally:
