@@ -268,6 +268,21 @@ def _wait_connected(port: int, logs: Path, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def _statuses(ports: dict[str, int]) -> dict[str, Any]:
+    """Each role's own counters from /health (the decoder's time by stage, the bridge's
+    received/forwarded), read before the roles stop."""
+    import httpx
+
+    out: dict[str, Any] = {}
+    for name, port in ports.items():
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+            out[name] = body["roles"][name]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            out[name] = {"error": str(exc)[:200]}
+    return out
+
+
 def _tails(logs: Path) -> str:
     return "\n".join(
         f"--- {f.name}\n{f.read_text(errors='replace')[-2000:]}" for f in sorted(logs.glob("*.log"))
@@ -400,6 +415,7 @@ def run_bench(
                 break
             time.sleep(0.5)
         drained_at = time.time()
+        role_status = _statuses({name: port for name, (_, port) in started.items()})
         window = (start_at + warmup, start_at + seconds)
         with psycopg.connect(sandbox.url) as conn:
             row = conn.execute(
@@ -445,6 +461,7 @@ def run_bench(
                 "machine_busy": busy,
             },
             "provision_s": provision_s,
+            "roles": role_status,
             "command": _command(devices, seconds, rate, publishers),
             "machine": machine(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),

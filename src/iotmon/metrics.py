@@ -233,7 +233,7 @@ DECODER_OUTCOMES = {
 }
 
 
-def watch_mqtt_decoder(stats: dict[str, int]) -> None:
+def watch_mqtt_decoder(stats: dict[str, float]) -> None:
     """/metrics of the MQTT decoder from its status counters (roles/mqtt_decoder.py)."""
 
     def read() -> Iterator[Any]:
@@ -254,6 +254,18 @@ def watch_mqtt_decoder(stats: dict[str, int]) -> None:
         txns.add_metric(["committed"], int(stats.get("transactions", 0)))
         txns.add_metric(["aborted"], int(stats.get("aborted", 0)))
         yield txns
+        busy = CounterMetricFamily(
+            "iotmon_mqtt_decoder_busy_seconds",
+            "CPU time of the decoder's loop decoding, producing and committing transactions",
+            labels=["stage"],
+        )
+        for key, stage in (
+            ("decodeSeconds", "decode"),
+            ("produceSeconds", "produce"),
+            ("commitSeconds", "commit"),
+        ):
+            busy.add_metric([stage], float(stats.get(key, 0.0)))
+        yield busy
 
     _register("mqtt-decoder", _Counted(read))
 
