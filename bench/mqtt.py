@@ -99,6 +99,7 @@ class Conn:
 
 async def publisher(spec: dict[str, Any]) -> dict[str, Any]:
     host, port, rate = spec["host"], spec["port"], spec["rate"]
+    channels = spec.get("channels", 1)
     conns = [
         Conn(d, f"{spec['root']}devices/{d}/telemetry".encode()) for d, _, _ in spec["devices"]
     ]
@@ -112,13 +113,24 @@ async def publisher(spec: dict[str, Any]) -> dict[str, Any]:
     end_at = start_at + spec["seconds"]
     cpu0 = time.process_time()
     late = 0
+    last_ms = 0
     while True:
         now = time.time()
         if now >= end_at:
             break
-        stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-        value = 20 + (n % 1000) / 100
-        payload = b'{"timestamp":"%s","value":%s}' % (stamp.encode(), repr(value).encode())
+        # Strictly increasing milliseconds: a late tick caught up in the same millisecond
+        # would repeat (device, timestamp), which the decoder rightly stores once.
+        ms = max(int(now * 1000), last_ms + 1)
+        last_ms = ms
+        stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        value = repr(20 + (n % 1000) / 100).encode()
+        if channels == 1:
+            payload = b'{"timestamp":"%s","value":%s}' % (stamp.encode(), value)
+        else:  # one message, several channels (c0, c1, ...), as a multi-sensor device sends
+            payload = b'{"timestamp":"%s",%s}' % (
+                stamp.encode(),
+                b",".join(b'"c%d":%s' % (i, value) for i in range(channels)),
+            )
         for c in conns:
             c.publish(payload)
         n += 1
@@ -238,13 +250,15 @@ def _revoke(devices: list[str]) -> None:
                 admin.revoke_many(devices[i : i + 500])
 
 
-def _start_role(name: str, env: dict[str, str], logs: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_role(
+    role: str, env: dict[str, str], logs: Path, name: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     from common import free_port
 
     port = free_port()
-    with (logs / f"{name}.log").open("wb") as out:
+    with (logs / f"{name or role}.log").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "iotmon", "run", name],
+            [sys.executable, "-m", "iotmon", "run", role],
             env=env | {"IOTMON_HTTP_PORT": str(port)},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -275,9 +289,10 @@ def _statuses(ports: dict[str, int]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, port in ports.items():
+        role = name if not name.startswith("mqtt-decoder") else "mqtt-decoder"
         try:
             body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
-            out[name] = body["roles"][name]
+            out[name] = body["roles"][role]
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             out[name] = {"error": str(exc)[:200]}
     return out
@@ -298,6 +313,8 @@ def run_bench(
     publishers: int,
     warmup: float,
     output: str,
+    channels: int = 1,
+    decoders: int = 1,
     markdown: str,
     console: Any,
 ) -> dict[str, Any]:
@@ -321,14 +338,18 @@ def run_bench(
     logs = Path(tempfile.mkdtemp(prefix="iotmon-bench-mqtt-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with (
-            psycopg.connect(sandbox.url, autocommit=True) as conn,
-            conn.cursor().copy(
+        profile = PROFILE if channels == 1 else f"bench-{channels}-channels"
+        with psycopg.connect(sandbox.url, autocommit=True) as conn:
+            if channels > 1:
+                conn.execute(
+                    "INSERT INTO device_profiles (name, description, channels) VALUES (%s, %s, %s)",
+                    (profile, "bench mqtt: one JSON number per channel", _channels_json(channels)),
+                )
+            with conn.cursor().copy(
                 "COPY devices (device_id, device_type, location, profile) FROM STDIN"
-            ) as cp,
-        ):
-            for d in ids:
-                cp.write_row((d, "temperature", "bench", PROFILE))
+            ) as cp:
+                for d in ids:
+                    cp.write_row((d, "temperature", "bench", profile))
         t0 = time.monotonic()
         creds = _provision(ids, root)
         provision_s = time.monotonic() - t0
@@ -341,10 +362,13 @@ def run_bench(
             "IOTMON_MQTT_DECODER_GROUP": f"{sandbox.prefix}mqtt-decoder",
             "IOTMON_MQTT_DECODER_ID": tag,
         }
-        started = {
-            name: _start_role(name, env, logs)
-            for name in ("ingestion", "mqtt-decoder", "mqtt-bridge")
-        }
+        started = {"ingestion": _start_role("ingestion", env, logs)}
+        for i in range(decoders):  # each its own transactional id; mqtt-raw has 3 partitions
+            name = "mqtt-decoder" if i == 0 else f"mqtt-decoder-{i + 1}"
+            started[name] = _start_role(
+                "mqtt-decoder", env | {"IOTMON_MQTT_DECODER_ID": f"{tag}-{i}"}, logs, name
+            )
+        started["mqtt-bridge"] = _start_role("mqtt-bridge", env, logs)
         roles = {name: proc for name, (proc, _) in started.items()}
         procs += roles.values()
         _wait_connected(started["mqtt-bridge"][1], logs)
@@ -365,6 +389,7 @@ def run_bench(
                         "seconds": seconds,
                         "start_at": start_at,
                         "devices": share,
+                        "channels": channels,
                     }
                 )
             )
@@ -401,7 +426,8 @@ def run_bench(
             if p.returncode != 0 or not out_path.exists():
                 raise RuntimeError(f"publisher {i} failed:\n{_tails(logs)}")
             results.append(json.loads(out_path.read_text()))
-        acked = sum(r["acked"] for r in results)
+        acked_messages = sum(r["acked"] for r in results)
+        acked = acked_messages * channels  # readings
         # Drain: every acknowledged reading stored (or give up after 120 s without progress).
         stored, last_change, last = 0, time.monotonic(), -1
         while True:
@@ -440,11 +466,15 @@ def run_bench(
         result: dict[str, Any] = {
             "devices": devices,
             "rate_per_device": rate,
+            "channels_per_message": channels,
+            "decoders": decoders,
             "seconds": seconds,
             "publishers": publishers,
-            "offered_per_s": devices * rate,
+            "offered_per_s": devices * rate * channels,
+            "offered_messages_per_s": devices * rate,
             "published": sum(r["sent"] for r in results),
-            "acknowledged": acked,
+            "acknowledged": acked_messages,
+            "acknowledged_readings": acked,
             "skipped_backpressure": sum(r["skipped"] for r in results),
             "late_ticks": max(r["late_ticks"] for r in results),
             "stored": stored,
@@ -462,7 +492,8 @@ def run_bench(
             },
             "provision_s": provision_s,
             "roles": role_status,
-            "command": _command(devices, seconds, rate, publishers),
+            "messages_per_s_sustained": in_window / channels / span if span > 0 else 0.0,
+            "command": _command(devices, seconds, rate, publishers, channels, decoders),
             "machine": machine(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -481,6 +512,23 @@ def run_bench(
             sandbox.close()
 
 
+def _channels_json(n: int) -> str:
+    return json.dumps(
+        [
+            {
+                "name": f"c{i}",
+                "topic": "devices/{device}/telemetry",
+                "path": f"c{i}",
+                "timestampPath": "timestamp",
+                "encoding": "json_number",
+                "sensorType": "temperature",
+                "unit": "celsius",
+            }
+            for i in range(n)
+        ]
+    )
+
+
 def _mosquitto_pid() -> int | None:
     state = Path(
         os.environ.get("IOTMON_INFRA_DIR", Path(__file__).resolve().parents[1] / "var" / "infra")
@@ -491,52 +539,96 @@ def _mosquitto_pid() -> int | None:
         return None
 
 
-def _command(devices: int, seconds: float, rate: float, publishers: int) -> str:
+def _command(
+    devices: int, seconds: float, rate: float, publishers: int, channels: int, decoders: int
+) -> str:
     return (
         f"iotmon bench mqtt --devices {devices} --seconds {seconds:g} --rate {rate:g}"
-        f" --publishers {publishers}"
+        f" --publishers {publishers} --channels {channels} --decoders {decoders}"
     )
 
 
-def _section(r: dict[str, Any]) -> str:
-    c = r["cpu_cores"]
+def run_many(
+    settings: Any, *, channels: list[int], markdown: str, **kw: Any
+) -> list[dict[str, Any]]:
+    """``run_bench`` once per channel count, back to back, then one table side by side."""
+    out = Path(kw.pop("output"))
+    results = []
+    for n in channels:
+        path = out if len(channels) == 1 else out.with_name(f"{out.stem}-{n}ch{out.suffix}")
+        results.append(run_bench(settings, channels=n, markdown="", output=str(path), **kw))
+    if markdown:
+        from common import write_section
+
+        write_section(Path(markdown), START, END, _section(results))
+    return results
+
+
+def _section(runs: list[dict[str, Any]]) -> str:
     ms = 1000.0
+
+    def row(label: str, cell: Any) -> str:
+        return f"| {label} | " + " | ".join(cell(r) for r in runs) + " |"
+
+    def cpu(r: dict[str, Any], *names: str) -> str:
+        c = r["cpu_cores"]
+        return " / ".join(f"{sum(v for k, v in c.items() if k.startswith(n)):.2f}" for n in names)
+
     rows = [
-        (
-            "published / acknowledged by the broker",
-            f"{r['published']:,} / {r['acknowledged']:,}"
-            f" (skipped for backpressure: {r['skipped_backpressure']:,})",
+        row("readings per message (channels)", lambda r: str(r["channels_per_message"])),
+        row(
+            "messages/s offered (readings/s)",
+            lambda r: f"{r['offered_messages_per_s']:,.0f} ({r['offered_per_s']:,.0f})",
         ),
-        ("stored / distinct (device, timestamp)", f"{r['stored']:,} / {r['distinct_stored']:,}"),
-        (
-            "**readings/s stored, sustained** (rows committed after the warm-up, while publishing)",
-            f"**{r['stored_per_s_sustained']:,.0f}**",
+        row(
+            "published / acknowledged by the broker (messages)",
+            lambda r: f"{r['published']:,} / {r['acknowledged']:,}",
         ),
-        (
+        row(
+            "stored / distinct (device, timestamp) (readings)",
+            lambda r: f"{r['stored']:,} / {r['distinct_stored']:,}",
+        ),
+        row(
+            "**readings/s stored, sustained** (committed after the warm-up, while publishing)",
+            lambda r: f"**{r['stored_per_s_sustained']:,.0f}**",
+        ),
+        row(
+            "messages/s decoded and stored, sustained",
+            lambda r: f"{r['messages_per_s_sustained']:,.0f}",
+        ),
+        row(
             "readings/s end to end (first publish to last row)",
-            f"{r['stored_per_s_end_to_end']:,.0f}",
+            lambda r: f"{r['stored_per_s_end_to_end']:,.0f}",
         ),
-        (
+        row(
             "latency publish -> row p50 / p99 / max",
-            f"{(r['latency_p50_s'] or 0) * ms:,.0f} ms / {(r['latency_p99_s'] or 0) * ms:,.0f} ms"
-            f" / {(r['latency_max_s'] or 0) * ms:,.0f} ms",
+            lambda r: (
+                f"{(r['latency_p50_s'] or 0) * ms:,.0f} / {(r['latency_p99_s'] or 0) * ms:,.0f}"
+                f" / {(r['latency_max_s'] or 0) * ms:,.0f} ms"
+            ),
         ),
-        ("CPU, publishers (cores)", f"{c['publishers']:.2f}"),
-        (
-            "CPU, bridge / decoder / ingestion (cores)",
-            f"{c['mqtt-bridge']:.2f} / {c['mqtt-decoder']:.2f} / {c['ingestion']:.2f}",
+        row("CPU, publishers (cores)", lambda r: cpu(r, "publishers")),
+        row(
+            "CPU, bridge / decoder(s) / ingestion (cores)",
+            lambda r: cpu(r, "mqtt-bridge", "mqtt-decoder", "ingestion"),
         ),
-        ("CPU, Mosquitto (cores)", f"{c['mosquitto']:.2f}"),
-        (f"CPU, whole machine busy (cores, of {os.cpu_count()})", f"{c['machine_busy']:.2f}"),
-        (f"provisioning {r['devices']:,} devices (200 a round trip)", f"{r['provision_s']:.1f} s"),
+        row("CPU, Mosquitto (cores)", lambda r: cpu(r, "mosquitto")),
+        row(
+            f"CPU, whole machine busy (cores, of {os.cpu_count()})",
+            lambda r: cpu(r, "machine_busy"),
+        ),
     ]
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    first = runs[0]
+    header = "| | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |"
+    rule = "|---|" + "---:|" * len(runs)
+    commands = "; ".join(f"`{r['command']}`" for r in runs)
     return (
         "## MQTT: devices -> Mosquitto -> bridge -> Kafka -> decoder -> ingestion -> PostgreSQL\n\n"
-        f"`{r['command']}` on {r['machine']}, {r['date']}.\n\n"
-        f"{r['devices']:,} device connections (MQTT 3.1.1, each with its own credentials), each"
-        f" publishing QoS 1 {r['rate_per_device']:g} times a second for {r['seconds']:g} s:"
-        f" {r['offered_per_s']:,.0f} readings/s offered.\n\n| | |\n|---|---|\n{table}\n"
+        f"{commands} on {first['machine']}, {first['date']} (back to back).\n\n"
+        f"{first['devices']:,} device connections (MQTT 3.1.1, each with its own credentials), each"
+        f" publishing QoS 1 {first['rate_per_device']:g} times a second for {first['seconds']:g} s;"
+        f" provisioning them took {first['provision_s']:.1f} s (200 a round trip).\n\n"
+        f"{header}\n{rule}\n" + "\n".join(rows) + "\n"
     )
 
 

@@ -495,14 +495,28 @@ def bench_mqtt(
     rate: Annotated[float, typer.Option(help="readings a second per device")] = 20.0,
     publishers: Annotated[int, typer.Option(help="publisher processes")] = 2,
     warmup: Annotated[float, typer.Option(help="seconds left out of the sustained rate")] = 10.0,
+    channels: Annotated[
+        str, typer.Option(help="readings per message, or a list run back to back: 1,4")
+    ] = "1",
+    decoders: Annotated[int, typer.Option(help="mqtt-decoder processes")] = 1,
     output: Annotated[str, typer.Option(help="results file")] = "bench/results/mqtt.json",
     markdown: Annotated[str, typer.Option(help="benchmarks page ('' = none)")] = "BENCHMARKS.md",
 ) -> None:
     """Devices publishing QoS 1 through Mosquitto -> bridge -> Kafka -> decoder -> ingestion
     -> PostgreSQL: readings/s stored, latency publish -> row, CPU by side."""
+    try:
+        counts = [int(c) for c in channels.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            "a list of whole numbers, e.g. 1,4", param_hint="--channels"
+        ) from None
+    if any(not 1 <= c <= 64 for c in counts):
+        raise typer.BadParameter("between 1 and 64", param_hint="--channels")
     settings = _real_services("IOTMON_DATABASE_URL")
-    _bench_module("mqtt").run_bench(
+    _bench_module("mqtt").run_many(
         settings,
+        channels=counts,
+        decoders=decoders,
         devices=devices,
         seconds=seconds,
         rate=rate,
