@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from iotmon.bus.pipeline import decode_batch
 from iotmon.devices.models import VALUE_RANGE
+from iotmon.readings import models
 from iotmon.readings.models import COPY_COLUMNS, Col, Reason, Rejection, Row, parse, parse_many
 from iotmon.stats.processor import DeviceConfig, Processor
 from tests.corpus import hostile_readings, odd_readings, reading
@@ -199,3 +200,27 @@ def test_every_accepted_value_keeps_the_statistics_finite(sensor: str, values: l
         s = proc.snapshot("d", t + len(values))["stats1h"]
         for x in (s.avg, s.min, s.max, s.std):
             assert x is None or math.isfinite(x)
+
+
+device_id_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters='"\\'), max_size=60
+) | st.sampled_from(["device-001", "d", "-d", "a" * 50, "a" * 51, "a b", "é", "d:1.x_y-z", "d\n"])
+
+
+@FUZZ
+@given(st.lists(device_id_text, min_size=1, max_size=12))
+def test_device_ids_get_the_verdict_of_parse_seen_or_not(ids: list[str]) -> None:
+    """parse_many checks a device id against the ids it has already seen pass, not with
+    msgspec's pattern: the same verdicts, the first time an id comes and every time after."""
+    raws = [orjson.dumps(reading(device_id=d)) for d in ids]
+    same_verdicts(raws + raws)
+
+
+def test_the_cache_of_valid_device_ids_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "VALID_IDS_MAX", 10)
+    monkeypatch.setattr(models, "_valid_ids", set())
+    raws = [orjson.dumps(reading(device_id=f"dev-{i}")) for i in range(35)]
+    rows, rejects = parse_many(raws, now())
+    assert [r[Col.DEVICE_ID] for r in rows] == [f"dev-{i}" for i in range(35)]
+    assert not rejects
+    assert 0 < len(models._valid_ids) <= 10
