@@ -38,7 +38,7 @@ from iotmon.bus import (
     TransactionError,
     consume_available,
 )
-from iotmon.bus.pipeline import DeadLetters, Rejection, decode_batch
+from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection
 from iotmon.metrics import watch_mqtt_decoder
 from iotmon.mqtt.decoder import Catalog, Decoded, Dedup, decode_record
 from iotmon.mqtt.decoders import Reason
@@ -273,24 +273,21 @@ class MqttDecoderRole:
     def _decode(
         self, msgs: list[Message]
     ) -> tuple[list[tuple[int, Decoded]], list[tuple[int, Rejection]]]:
-        # The pipeline's decode_batch takes bytes; each record is named by its index so the
-        # decoder sees its headers too (and a surprise rejects that record only).
-        def decode_many(
-            tokens: list[bytes],
-        ) -> tuple[list[tuple[int, Decoded]], list[tuple[int, Rejection]]]:
-            out: list[tuple[int, Decoded]] = []
-            rejects: list[tuple[int, Rejection]] = []
-            for i, token in enumerate(tokens):
-                idx = int(token)
-                m = msgs[idx]
-                got = decode_record(m.value() or b"", m.headers(), self.catalog, self.root)
-                if isinstance(got, Rejection):
-                    rejects.append((i, got))
-                else:
-                    out.append((idx, got))
-            return out, rejects
-
-        return decode_batch(decode_many, [str(i).encode() for i in range(len(msgs))])
+        """Each record's readings, or why not; a surprise (an exception, which the fuzz tests
+        say ``decode_record`` does not raise) rejects that record only."""
+        out: list[tuple[int, Decoded]] = []
+        rejects: list[tuple[int, Rejection]] = []
+        catalog, root = self.catalog, self.root
+        for i, m in enumerate(msgs):
+            try:
+                got = decode_record(m.value() or b"", m.headers(), catalog, root)
+            except Exception as exc:
+                got = Rejection(Reasons.DECODER_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+            if isinstance(got, Rejection):
+                rejects.append((i, got))
+            else:
+                out.append((i, got))
+        return out, rejects
 
     def _transact(
         self,
@@ -309,18 +306,19 @@ class MqttDecoderRole:
         produced = duplicates = 0
         t0 = time.thread_time()
         producer.begin()
+        produce, dumps = producer.produce, orjson.dumps
+        last_received, at = None, 0.0
         for idx, d in decoded:
             p: int = msgs[idx].partition()  # type: ignore[assignment]
             window = windows.get(p)
             if window is None:  # assigned without on_assign (cannot happen): start empty
                 window = windows[p] = Dedup(self.window_s, self.max_keys)
-            at = d.received_at.timestamp()
+            if d.received_at is not last_received:  # one object for a bridge's whole read
+                last_received, at = d.received_at, d.received_at.timestamp()
             for key, reading in d.readings:
                 device_clock = reading["metadata"]["clock"] == "device"
                 if window.admit(key, at, clock_device=device_clock, redelivered=d.redelivered):
-                    producer.produce(
-                        out_topic, orjson.dumps(reading), key=reading["deviceId"].encode()
-                    )
+                    produce(out_topic, dumps(reading), key=reading["deviceId"].encode())
                     produced += 1
                 else:
                     duplicates += 1
