@@ -266,6 +266,8 @@ def _readings(
     doc: Any = _json(payload, required=r.required) if r.parse else _MISSING
     received = received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC)
     readings: list[dict[str, Any]] = []
+    last_path: tuple[str, ...] | None = None
+    last_stamp: tuple[str, str] | None = None
     for rc in r.channels:
         channel = rc.channel
         path = rc.path
@@ -292,7 +294,9 @@ def _readings(
                 f"{channel.name}: {value!r} is outside the physical range of "
                 f"{channel.sensorType} [{rc.lo:g}, {rc.hi:g}]",
             )
-        stamp, clock = _timestamp(channel.name, rc.ts_path, doc, received)
+        if rc.ts_path != last_path or last_stamp is None:  # channels share the time field
+            last_path, last_stamp = rc.ts_path, _timestamp(channel.name, rc.ts_path, doc, received)
+        stamp, clock = last_stamp
         if rc.id_error is not None:
             raise rc.id_error
         metadata = {"channel": channel.name, "topic": topic, "clock": clock}
