@@ -492,7 +492,9 @@ def bench_processing(
 def bench_mqtt(
     devices: Annotated[int, typer.Option(help="device connections")] = 1_000,
     seconds: Annotated[float, typer.Option(help="publishing time")] = 60.0,
-    rate: Annotated[float, typer.Option(help="readings a second per device")] = 20.0,
+    rate: Annotated[
+        str, typer.Option(help="messages a second per device; a list pairs with --channels")
+    ] = "20",
     publishers: Annotated[int, typer.Option(help="publisher processes")] = 2,
     warmup: Annotated[float, typer.Option(help="seconds left out of the sustained rate")] = 10.0,
     channels: Annotated[
@@ -512,14 +514,22 @@ def bench_mqtt(
         ) from None
     if any(not 1 <= c <= 64 for c in counts):
         raise typer.BadParameter("between 1 and 64", param_hint="--channels")
+    try:
+        rates = [float(r) for r in rate.split(",")]
+    except ValueError:
+        raise typer.BadParameter("a number, or a list of them: 10,5", param_hint="--rate") from None
+    if len(rates) not in (1, len(counts)) or any(not 0 < r <= 1000 for r in rates):
+        raise typer.BadParameter(
+            "one rate (0-1000], or one per --channels entry", param_hint="--rate"
+        )
     settings = _real_services("IOTMON_DATABASE_URL")
     _bench_module("mqtt").run_many(
         settings,
         channels=counts,
+        rates=rates * len(counts) if len(rates) == 1 else rates,
         decoders=decoders,
         devices=devices,
         seconds=seconds,
-        rate=rate,
         publishers=publishers,
         warmup=min(warmup, seconds / 3),
         output=output,
