@@ -417,3 +417,105 @@ async def test_each_device_has_its_own_offline_timeout(engine_parts: dict[str, A
     alert = await lifecycle.find_open(conn, "device-003", "device_offline")
     assert alert is not None
     assert "10 s" in alert.message
+
+
+async def _outcome(parts: dict[str, Any], engine: AlertEngine) -> dict[str, Any]:
+    """Everything a run of candidates left: alerts, their transitions, the Redis mirror, the
+    triggered/resolved events per (device, type), the engine's counters; then wiped for the next."""
+    conn, r = parts["conn"], parts["redis"]
+    cur = await conn.execute(
+        "SELECT device_id, alert_type, status, count, severity, value, threshold, last_value,"
+        " triggered_at, last_seen_at, message, silenced, flapping, resolved_by,"
+        " array(SELECT (from_status, to_status, actor, note, created_at)::text"
+        "       FROM alert_transitions t WHERE t.alert_id = a.id ORDER BY t.id)"
+        " FROM alerts a ORDER BY device_id, alert_type, id"
+    )
+    alerts = await cur.fetchall()
+    mirror = sorted(
+        (json.loads(v)["deviceId"], json.loads(v)["type"], json.loads(v)["count"])
+        for v in (await r.hgetall(ACTIVE_KEY)).values()
+    )
+    events: dict[tuple[str, str], list[str]] = {}
+    for event, payload, room in parts["events"]:
+        if room.startswith("device:") and event in ("alert-triggered", "alert-resolved"):
+            key = (payload["deviceId"], payload["type"])
+            events.setdefault(key, []).append(event)
+    stats = dict(engine.stats)
+    await conn.execute("TRUNCATE alerts, alert_transitions")
+    await r.flushdb()
+    parts["events"].clear()
+    return {"alerts": alerts, "mirror": mirror, "events": events, "stats": stats}
+
+
+async def test_a_batch_gives_the_alerts_one_at_a_time_gives(engine_parts: dict[str, Any]) -> None:
+    """Many candidates for the same and for different (device, type)s, with clears between
+    breaches, a pending condition and flap detection: handed over one at a time, as one
+    batch, and in batches of 7, they leave the same alerts (counts, severities, first and
+    last values, times, flapping marks), the same transitions, the same mirror, and the
+    same triggered/resolved events per (device, type) in the same order (a batch opens the
+    runs no clear ended after the rest, so the order across types may differ)."""
+    import random
+
+    rng = random.Random(14)
+    base = engine_parts["clock"].t - 600
+    batch: list[dict[str, Any]] = []
+    for i in range(400):
+        device = f"device-00{rng.randint(1, 5)}"
+        kind = rng.choice(("threshold_exceeded", "threshold_exceeded", "data_anomaly"))
+        c = candidate(device, kind, value=85 + rng.random() * 20, threshold=85.0)
+        if kind == "data_anomaly":
+            c["zscore"] = rng.choice((4.5, 7.0))
+        elif rng.random() < 0.15:
+            c.update(state="clear", value=70.0)
+        c["timestamp"] = datetime.fromtimestamp(base + i * 0.5, UTC).isoformat()
+        batch.append(c)
+    batch.insert(100, {"deviceId": 7})  # malformed: skipped alike
+    rule = {"min_readings": 2, "flap_changes": 3}
+    outcomes = []
+    for chunk in (1, len(batch), 7):
+        engine = make_engine(engine_parts, **rule)
+        await engine.start()
+        for i in range(0, len(batch), chunk):
+            part = batch[i : i + chunk]
+            if chunk == 1:
+                await engine.handle(part[0])
+            else:
+                await engine.handle_many(part)
+        outcomes.append(await _outcome(engine_parts, engine))
+    one, whole, sevens = outcomes
+    assert one["stats"]["triggered"] > 20
+    assert one["stats"]["resolved"] > 10
+    assert one["stats"]["flapStarted"] > 0
+    assert any(a[2] != "resolved" for a in one["alerts"])
+    for other in (whole, sevens):
+        assert other["alerts"] == one["alerts"]
+        assert other["mirror"] == one["mirror"]
+        assert other["events"] == one["events"]
+        for counter in ("candidates", "invalid", "triggered", "resolved", "flapStarted"):
+            assert other["stats"][counter] == one["stats"][counter], counter
+
+
+async def test_a_failed_batch_is_rolled_back_whole_and_counts_once_when_handed_again(
+    engine_parts: dict[str, Any],
+) -> None:
+    """A statement of the batch fails (the database refuses it): nothing of the batch is
+    stored and the pending condition has not moved, so the batch handed again (as the role
+    does) counts once."""
+    engine = make_engine(engine_parts, min_readings=2)
+    await engine.start()
+    batch = [candidate(d) for d in ("device-001", "device-002") * 2]
+    conn = engine_parts["conn"]
+    await conn.execute(
+        "ALTER TABLE alert_transitions ADD CONSTRAINT no_d2 CHECK (note NOT LIKE 'device-002%%')"
+    )
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await engine.handle_many(batch)
+    assert await lifecycle.open_alerts(conn) == []
+    assert await engine_parts["redis"].hlen(ACTIVE_KEY) == 0
+    assert engine.stats["triggered"] == 0
+    await conn.execute("ALTER TABLE alert_transitions DROP CONSTRAINT no_d2")
+    # Each (device, type)'s second reading meets the pending condition, as the first time:
+    # one reading counted each (had the failed try moved it, both would count two).
+    out = await engine.handle_many(batch)
+    assert sorted((a.device_id, a.count) for a in out) == [("device-001", 1), ("device-002", 1)]
+    assert engine.stats["triggered"] == 2

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -89,6 +90,12 @@ ORDER BY d.device_id, r."timestamp"
 """
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, payload, room)
+EmitMany = Callable[[list[tuple[str, dict[str, Any], str]]], Awaitable[None]]
+# One (device, type)'s step in a batch: a run of breaching candidates (with their times) to
+# open or count into its alert, or None: resolve its open alert.
+_Step = list[tuple[dict[str, Any], float]] | None
+# A stored change to publish: (alert, event or None, notify, started flapping, held).
+_Effect = tuple[Alert, str | None, bool, bool, bool]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -121,13 +128,17 @@ class AlertEngine:
         notifier: Notifier,
         config: rules.RuleConfig = rules.RuleConfig(),  # noqa: B008
         emit: Emit = _no_emit,
+        emit_many: EmitMany | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``emit_many``: several events at once (one Redis round trip); default: ``emit``
+        each."""
         self.conn = conn
         self.redis = redis
         self.notifier = notifier
         self.config = config
         self.emit = emit
+        self.emit_many: EmitMany = emit_many or self._emit_each
         self.clock = clock
         self.breaches = rules.BreachTracker(config)
         self.flaps = flapping.FlapTracker(
@@ -168,6 +179,10 @@ class AlertEngine:
             "flapSettled": 0,
             "notificationsHeld": 0,
         }
+
+    async def _emit_each(self, events: list[tuple[str, dict[str, Any], str]]) -> None:
+        for event, payload, room in events:
+            await self.emit(event, payload, room)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -337,22 +352,46 @@ class AlertEngine:
     async def _changed(
         self, alert: Alert, event: str | None, *, notify: bool = True, flap: bool = False
     ) -> None:
+        await self._publish([(alert, event, notify, flap, self._held(alert))])
+
+    def _held(self, alert: Alert) -> bool:
+        """Its notifications held now (decided when the change is made, not when it is
+        published: a later change in the same batch may start the flapping)."""
+        return alert.flapping or self.flaps.is_flapping((alert.device_id, alert.alert_type))
+
+    async def _publish(self, changes: Sequence[_Effect]) -> None:
+        """Stored changes, in order, to the Redis mirror (one pipeline), Socket.IO (one
+        batch) and the notifier."""
+        if not changes:
+            return
         # The Redis mirror is best effort: the alert is in PostgreSQL, and resync_active puts
         # the mirror right again once Redis is back (a restart used to crash the role here).
         try:
-            if alert.status == "resolved":
-                await self.redis.hdel(ACTIVE_KEY, str(alert.id))
-            else:
-                await self.redis.hset(ACTIVE_KEY, str(alert.id), orjson.dumps(alert.as_event()))
+            pipe = self.redis.pipeline(transaction=False)
+            for alert, *_ in changes:
+                if alert.status == "resolved":
+                    pipe.hdel(ACTIVE_KEY, str(alert.id))
+                else:
+                    pipe.hset(ACTIVE_KEY, str(alert.id), orjson.dumps(alert.as_event()))
+            await pipe.execute()
         except RedisError as exc:
             REDIS_ERRORS.labels("alerts").inc()
             self._mirror_stale = True
             logger.warning("alerts:active not updated; resynced later", error=str(exc)[:200])
-        if event is None:
-            return
-        payload = alert.as_event()
-        await self.emit(event, payload, "alerts")
-        await self.emit(event, payload, f"device:{alert.device_id}")
+        events: list[tuple[str, dict[str, Any], str]] = []
+        for alert, event, *_ in changes:
+            if event is not None:
+                payload = alert.as_event()
+                events.append((event, payload, "alerts"))
+                events.append((event, payload, f"device:{alert.device_id}"))
+        await self.emit_many(events)
+        for alert, event, notify, flap, held in changes:
+            if event is not None:
+                await self._notify(alert, event, notify=notify, flap=flap, held=held)
+
+    async def _notify(
+        self, alert: Alert, event: str, *, notify: bool, flap: bool, held: bool
+    ) -> None:
         # Notified: a new alert, an escalation, a resolution, and a rise to critical (an
         # alert that crept from medium to critical is news to whoever is on call).
         # While it flaps, its notifications are held: one said it started (``flap``, this
@@ -371,7 +410,7 @@ class AlertEngine:
             event in ("alert-triggered", "alert-escalated", "alert-resolved")
             or (event == "alert-updated" and alert.severity == "critical")
         ):
-            if alert.flapping or self.flaps.is_flapping((alert.device_id, alert.alert_type)):
+            if held:
                 self.stats["notificationsHeld"] += 1
                 return
             await self.notifier.notify(event, alert)
@@ -466,8 +505,24 @@ class AlertEngine:
         return await self._handle_many(candidates)
 
     async def _handle_many(self, candidates: Sequence[Any]) -> list[Alert]:
+        """The batch in one transaction and a few round trips. The candidates are first
+        turned into each (device, type)'s sequence of steps (open a run of breaches, resolve)
+        in order; then step 1 of every (device, type) is done in one statement per kind
+        (one upsert over arrays, one resolution over arrays), then step 2 (a clear inside
+        the batch splits a run), and so on. (Device, type)s share nothing in the database, so
+        this is what one at a time did. Redis, events and notifications follow the commit, in
+        the order one at a time had them; a failed batch is rolled back whole, with the
+        trackers it moved, and can be handed again."""
         runs: dict[tuple[str, str], list[tuple[dict[str, Any], float]]] = {}
-        out: list[Alert] = []
+        steps: dict[tuple[str, str], list[_Step]] = {}
+        order: list[tuple[tuple[str, str], int]] = []  # (key, step index): the output order
+
+        def step(key: tuple[str, str], what: _Step) -> None:
+            seq = steps.setdefault(key, [])
+            order.append((key, len(seq)))
+            seq.append(what)
+
+        undo = _Undo(self, candidates)
         for candidate in candidates:
             if not _valid(candidate):
                 self.stats["invalid"] += 1
@@ -477,47 +532,132 @@ class AlertEngine:
             key = (candidate["deviceId"], candidate["type"])
             if candidate.get("state") == "clear":
                 if key in runs:
-                    out.append(await self._open_run(key, runs.pop(key)))
+                    step(key, runs.pop(key))
                 self.breaches.clear(*key)
-                resolved = await self._resolve_open(*key, note="back inside the normal range")
-                if resolved is not None:
-                    out.append(resolved)
+                step(key, None)
                 continue
             t = _parse_ts(candidate.get("timestamp")) or self.clock()
             if self.breaches.observe(*key, t):
                 runs.setdefault(key, []).append((candidate, t))
         for key, run in runs.items():
-            out.append(await self._open_run(key, run))
-        return out
+            step(key, run)
+        if not order:
+            return []
+        done: dict[tuple[tuple[str, str], int], Alert | None] = {}
+        effects: list[tuple[tuple[tuple[str, str], int], _Effect]] = []
+        try:
+            await self._refresh_devices()
+            async with self.conn.transaction():
+                rounds = max(len(seq) for seq in steps.values())
+                for i in range(rounds):
+                    part = {key: seq[i] for key, seq in steps.items() if i < len(seq)}
+                    await self._round(i, part, done, effects)
+        except BaseException:
+            undo.restore()
+            raise
+        at = {k: n for n, k in enumerate(order)}
+        await self._publish([e for _, e in sorted(effects, key=lambda e: at[e[0]])])
+        return [a for k in order if (a := done.get(k)) is not None]
 
-    async def _open_run(
-        self, key: tuple[str, str], run: list[tuple[dict[str, Any], float]]
-    ) -> Alert:
-        """Open (or count into) the alert for a run of breaching candidates: triggered at the
-        first, last value from the latest, severity the worst of them."""
-        device_id, kind = key
-        span = await self._span(device_id)
-        worst = max(
-            (
-                rules.severity(kind, c.get("value"), c.get("threshold"), span, c.get("zscore"))
-                for c, _ in run
-            ),
-            key=SEVERITIES.index,
+    async def _round(
+        self,
+        i: int,
+        part: dict[tuple[str, str], _Step],
+        done: dict[tuple[tuple[str, str], int], Alert | None],
+        effects: list[tuple[tuple[tuple[str, str], int], _Effect]],
+    ) -> None:
+        """Step ``i`` of each (device, type) in ``part``: its runs opened in one statement,
+        its clears resolved in another."""
+        now = self.now()
+        openings = []
+        for key, run in part.items():
+            if run is None:
+                continue
+            device_id, kind = key
+            span = self._spans.get(device_id)
+            worst = max(
+                (
+                    rules.severity(kind, c.get("value"), c.get("threshold"), span, c.get("zscore"))
+                    for c, _ in run
+                ),
+                key=SEVERITIES.index,
+            )
+            first, t0 = run[0]
+            latest, t1 = run[-1]
+            openings.append(
+                lifecycle.Opening(
+                    device_id=device_id,
+                    alert_type=kind,
+                    message=rules.message(
+                        kind,
+                        device_id,
+                        first.get("value"),
+                        first.get("threshold"),
+                        first.get("unit", ""),
+                        self.timeout(device_id),
+                    ),
+                    severity=worst,
+                    value=first.get("value"),
+                    threshold=first.get("threshold"),
+                    at=datetime.fromtimestamp(t0, UTC),
+                    silenced=await self._silenced(device_id, kind),
+                    repeats=len(run),
+                    last_value=latest.get("value"),
+                    last_at=datetime.fromtimestamp(t1, UTC),
+                    flapping=self.flaps.is_flapping(key),
+                )
+            )
+        clears = [key for key, run in part.items() if run is None]
+        opened = await lifecycle.open_many(self.conn, openings, changed_at=now)
+        resolved = await lifecycle.resolve_open_many(
+            self.conn, clears, "system", "back inside the normal range", at=now
         )
-        first, t0 = run[0]
-        latest, t1 = run[-1]
-        alert, _ = await self._open(
-            device_id,
-            kind,
-            value=first.get("value"),
-            threshold=first.get("threshold"),
-            unit=first.get("unit", ""),
-            at=datetime.fromtimestamp(t0, UTC),
-            severity=worst,
-            repeats=len(run),
-            last=(latest.get("value"), datetime.fromtimestamp(t1, UTC)),
+        for key, (alert, how) in opened.items():
+            alert, effect = await self._opened(alert, how)
+            done[(key, i)] = alert
+            effects.append(((key, i), effect))
+        for key in clears:
+            done[(key, i)] = None
+            if (found := resolved.get(key)) is not None:
+                alert, effect = await self._resolved(found, "system")
+                done[(key, i)] = alert
+                effects.append(((key, i), effect))
+
+    async def _opened(self, alert: Alert, how: lifecycle.Opened) -> tuple[Alert, _Effect]:
+        """After an alert was opened or counted into: flapping counted (when opened), logged;
+        the change to publish."""
+        started = False
+        if how == "created":
+            flagged = alert.flapping
+            alert = await self._flap(alert)
+            started = alert.flapping and not flagged
+            self.stats["triggered"] += 1
+            logger.info(
+                "alert triggered",
+                alert=alert.id,
+                device=alert.device_id,
+                type=alert.alert_type,
+                severity=alert.severity,
+                silenced=alert.silenced,
+            )
+        # A severity that rises on an open alert is news to whoever shows it (the alert
+        # list, a toast): "alert-updated". Repeats that change nothing but counts are not.
+        event = {"created": "alert-triggered", "raised": "alert-updated"}.get(how)
+        return alert, (alert, event, True, started, self._held(alert))
+
+    async def _resolved(self, resolved: Alert, actor: str) -> tuple[Alert, _Effect]:
+        flagged = resolved.flapping
+        resolved = await self._flap(resolved)
+        self.stats["resolved"] += 1
+        logger.info(
+            "alert resolved",
+            alert=resolved.id,
+            device=resolved.device_id,
+            type=resolved.alert_type,
+            by=actor,
         )
-        return alert
+        started = resolved.flapping and not flagged
+        return resolved, (resolved, "alert-resolved", True, started, self._held(resolved))
 
     @_serialized
     async def check_offline(self) -> None:
@@ -754,6 +894,37 @@ class AlertEngine:
             self._state_open.pop(alert.device_id, None)
         await self._changed(alert, "alert-resolved")
         return alert
+
+
+class _Undo:
+    """What a batch moves in memory (the pending and flap trackers of its (device, type)s,
+    the counters), put back if the batch fails: handed again, it counts as the first time."""
+
+    def __init__(self, engine: AlertEngine, candidates: Sequence[Any]) -> None:
+        self.engine = engine
+        self.keys = {(c["deviceId"], c["type"]) for c in candidates if _valid(c)}
+        b, f = engine.breaches._since, engine.flaps
+        self.since = {k: b.get(k) for k in self.keys}
+        self.changes = {
+            k: deque(v) if (v := f._changes.get(k)) is not None else None for k in self.keys
+        }
+        self.flapping = {k: f._flapping.get(k) for k in self.keys}
+        self.stats = dict(engine.stats)
+
+    def restore(self) -> None:
+        b, f = self.engine.breaches._since, self.engine.flaps
+        for k in self.keys:
+            _put(b, k, self.since[k])
+            _put(f._changes, k, self.changes[k])
+            _put(f._flapping, k, self.flapping[k])
+        self.engine.stats.update(self.stats)
+
+
+def _put(d: dict[Any, Any], key: Any, value: Any) -> None:
+    if value is None:
+        d.pop(key, None)
+    else:
+        d[key] = value
 
 
 def _valid(candidate: Any) -> bool:

@@ -4,9 +4,11 @@ acknowledge, escalate, resolve; every transition recorded in ``alert_transitions
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -18,12 +20,7 @@ logger = log.get(__name__)
 
 _SEVERITY_RANK = "ARRAY[" + ",".join(f"'{s}'" for s in SEVERITIES) + "]"
 
-_UPSERT = f"""
-INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold, status,
-                    triggered_at, last_value, last_seen_at, silenced, metadata, count, flapping)
-VALUES (%(device_id)s, %(alert_type)s, %(message)s, %(severity)s, %(value)s, %(threshold)s,
-        'triggered', %(at)s, %(last_value)s, %(last_at)s, %(silenced)s, %(metadata)s,
-        %(repeats)s, %(flapping)s)
+_ON_CONFLICT = f"""
 ON CONFLICT (device_id, alert_type) WHERE status <> 'resolved' DO UPDATE SET
     count = alerts.count + EXCLUDED.count,
     flapping = alerts.flapping OR EXCLUDED.flapping,
@@ -33,6 +30,14 @@ ON CONFLICT (device_id, alert_type) WHERE status <> 'resolved' DO UPDATE SET
                          > array_position({_SEVERITY_RANK}, alerts.severity)
                     THEN EXCLUDED.severity ELSE alerts.severity END
 RETURNING {Alert.COLUMNS}, (xmax = 0) AS created
+"""
+_UPSERT = f"""
+INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold, status,
+                    triggered_at, last_value, last_seen_at, silenced, metadata, count, flapping)
+VALUES (%(device_id)s, %(alert_type)s, %(message)s, %(severity)s, %(value)s, %(threshold)s,
+        'triggered', %(at)s, %(last_value)s, %(last_at)s, %(silenced)s, %(metadata)s,
+        %(repeats)s, %(flapping)s)
+{_ON_CONFLICT.strip()}
 """
 # One round trip: the upsert, the first transition when it opened a new alert, and the
 # severity the open alert had before (every part of one statement sees the same snapshot).
@@ -53,6 +58,158 @@ SELECT up.*, (SELECT severity FROM before) FROM up
 # What open_or_update did: opened a new alert, raised an open one's severity, or counted
 # repeats into it.
 Opened = Literal["created", "raised", "counted"]
+
+# open_or_update for many (device, type)s in one round trip: the same upsert over unnest()ed
+# arrays, each (device, type) at most once (ON CONFLICT cannot touch a row twice in one
+# statement); the severity each open alert had before comes from the same snapshot.
+_OPEN_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        %(device_id)s::text[], %(alert_type)s::text[], %(message)s::text[],
+        %(severity)s::text[], %(value)s::float8[], %(threshold)s::float8[],
+        %(at)s::timestamptz[], %(last_value)s::float8[], %(last_at)s::timestamptz[],
+        %(silenced)s::bool[], %(metadata)s::text[], %(repeats)s::int[], %(flapping)s::bool[]
+    ) WITH ORDINALITY AS i(device_id, alert_type, message, severity, value, threshold,
+                          t_at, last_value, last_at, silenced, metadata, repeats, flapping, n)
+),
+before AS (
+    SELECT a.device_id, a.alert_type, a.severity FROM alerts a
+    JOIN input i ON a.device_id = i.device_id AND a.alert_type = i.alert_type
+    WHERE a.status <> 'resolved'
+),
+up AS (
+    INSERT INTO alerts (device_id, alert_type, message, severity, value, threshold, status,
+                        triggered_at, last_value, last_seen_at, silenced, metadata, count,
+                        flapping)
+    SELECT device_id, alert_type, message, severity, value, threshold, 'triggered', t_at,
+           last_value, last_at, silenced, metadata::jsonb, repeats, flapping
+    FROM input ORDER BY n
+    {_ON_CONFLICT.strip()}
+),
+first AS (
+    INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note, created_at)
+    SELECT id, NULL, 'triggered', 'system', message, coalesce(%(changed_at)s, now())
+    FROM up WHERE created
+)
+SELECT up.*, b.severity FROM up
+LEFT JOIN before b ON b.device_id = up.device_id AND b.alert_type = up.alert_type
+"""
+
+_QUALIFIED = ", ".join(f"a.{c.strip()}" for c in Alert.COLUMNS.split(","))
+# resolve() of the open alert of many (device, type)s in one round trip: what is not open is
+# left out; each resolution recorded with the status it left.
+_RESOLVE_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest(%(device_id)s::text[], %(alert_type)s::text[])
+        AS i(device_id, alert_type)
+),
+old AS (
+    SELECT a.id, a.status FROM alerts a
+    JOIN input i ON a.device_id = i.device_id AND a.alert_type = i.alert_type
+    WHERE a.status <> 'resolved'
+    FOR UPDATE OF a
+),
+res AS (
+    UPDATE alerts a SET status = 'resolved', resolved_at = now(), resolved_by = %(actor)s
+    FROM old WHERE a.id = old.id
+    RETURNING {_QUALIFIED}, old.status AS from_status
+),
+tr AS (
+    INSERT INTO alert_transitions (alert_id, from_status, to_status, actor, note, created_at)
+    SELECT id, from_status, 'resolved', %(actor)s, %(note)s, coalesce(%(at)s, now()) FROM res
+)
+SELECT * FROM res
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """One (device, type)'s share of ``open_many``: the arguments of open_or_update."""
+
+    device_id: str
+    alert_type: str
+    message: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    at: datetime
+    silenced: bool = False
+    metadata: dict[str, Any] | None = None
+    repeats: int = 1
+    last_value: float | None = None
+    last_at: datetime | None = None
+    flapping: bool = False
+
+
+async def open_many(
+    conn: psycopg.AsyncConnection[Any],
+    openings: list[Opening],
+    changed_at: datetime | None = None,
+) -> dict[tuple[str, str], tuple[Alert, Opened]]:
+    """``open_or_update`` for each of ``openings`` (distinct (device, type)s) in one
+    statement; the alert and what was done, by (device, type)."""
+    if not openings:
+        return {}
+    keys = {(o.device_id, o.alert_type) for o in openings}
+    if len(keys) != len(openings):
+        raise ValueError("open_many: a (device, type) more than once")
+    cur = await conn.execute(
+        _OPEN_MANY,
+        {
+            "device_id": [o.device_id for o in openings],
+            "alert_type": [o.alert_type for o in openings],
+            "message": [o.message for o in openings],
+            "severity": [o.severity for o in openings],
+            "value": [o.value for o in openings],
+            "threshold": [o.threshold for o in openings],
+            "at": [o.at for o in openings],
+            "last_value": [o.value if o.last_at is None else o.last_value for o in openings],
+            "last_at": [o.at if o.last_at is None else o.last_at for o in openings],
+            "silenced": [o.silenced for o in openings],
+            "metadata": [orjson.dumps(o.metadata or {}).decode() for o in openings],
+            "repeats": [o.repeats for o in openings],
+            "flapping": [o.flapping for o in openings],
+            "changed_at": changed_at,
+        },
+    )
+    out: dict[tuple[str, str], tuple[Alert, Opened]] = {}
+    for row in await cur.fetchall():
+        alert, created, before = Alert(*row[:-2]), bool(row[-2]), row[-1]
+        done: Opened = (
+            "created"
+            if created
+            else ("raised" if before is not None and before != alert.severity else "counted")
+        )
+        out[(alert.device_id, alert.alert_type)] = (alert, done)
+    return out
+
+
+async def resolve_open_many(
+    conn: psycopg.AsyncConnection[Any],
+    keys: list[tuple[str, str]],
+    actor: str,
+    note: str | None = None,
+    at: datetime | None = None,
+) -> dict[tuple[str, str], Alert]:
+    """Resolve the open alert of each (device, type) that has one, in one statement; the
+    resolved alerts by (device, type). ``at``: when the transitions are recorded."""
+    if not keys:
+        return {}
+    cur = await conn.execute(
+        _RESOLVE_MANY,
+        {
+            "device_id": [d for d, _ in keys],
+            "alert_type": [t for _, t in keys],
+            "actor": actor,
+            "note": note,
+            "at": at,
+        },
+    )
+    out = {}
+    for row in await cur.fetchall():
+        alert = Alert(*row[:-1])
+        out[(alert.device_id, alert.alert_type)] = alert
+    return out
 
 
 async def _record(
