@@ -33,7 +33,7 @@ from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
 from iotmon.roles import ROLES
 from iotmon.roles.runtime import Services, run_in_thread
 from iotmon.stats import publish, rebuild, rollup
-from iotmon.stats.processor import Processor, ProcessorConfig
+from iotmon.stats.processor import Processor, ProcessorConfig, iso_ms
 from iotmon.timefmt import iso_utc
 
 logger = log.get(__name__)
@@ -275,7 +275,7 @@ class ProcessingRole:
                     "sensor-data",
                     {
                         "deviceId": device_id,
-                        "timestamp": iso_utc(st.timestamp),
+                        "timestamp": iso_ms(st.timestamp),
                         "data": {"value": st.value, "unit": st.config.unit, "status": st.status},
                         "stats": self._stats_cache.get(device_id, {}),
                     },
@@ -304,8 +304,8 @@ class ProcessingRole:
         dirty, proc.dirty = proc.dirty, set()
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
-        for device_id in dirty:
-            publish.write_current(pipe, device_id, proc.current(device_id))
+        current = proc.current
+        publish.write_currents(pipe, {d: current(d) for d in dirty})
         publish.write_last_seen(pipe, {d: proc.devices[d].timestamp for d in dirty})
         interval = self.stats_interval_s
         due = [d for d in dirty if now - self._stats_at.get(d, 0.0) >= interval]
@@ -322,11 +322,13 @@ class ProcessingRole:
                 for d in proc.devices
                 if d not in dirty and now - self._stats_at.get(d, 0.0) >= QUIET_REFRESH_S
             ]
+        stats = []
         for device_id in due:
             self._stats_at[device_id] = now
             snap = proc.snapshot(device_id, now)
             s1, s24 = snap["stats1h"], snap["stats24h"]
-            publish.write_stats(pipe, device_id, s1.as_dict(), s24.as_dict())
+            d1, d24 = s1.as_dict(), s24.as_dict()
+            stats.append((device_id, d1, d24))
             self._stats_cache[device_id] = {
                 "avg": s1.avg,
                 "min": s1.min,
@@ -342,12 +344,13 @@ class ProcessingRole:
                     {
                         "deviceId": device_id,
                         "current": snap["current"],
-                        "stats1h": s1.as_dict(),
-                        "stats24h": s24.as_dict(),
+                        "stats1h": d1,
+                        "stats24h": d24,
                     }
                 ),
                 key=device_id.encode(),
             )
+        publish.write_stats_many(pipe, stats)
         metrics = self.system_metrics(now) if system else None
         if metrics is not None:
             publish.write_system(pipe, metrics)

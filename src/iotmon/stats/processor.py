@@ -3,14 +3,38 @@ the alert candidates a reading raises. Pure: rows in, updates and candidates out
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from iotmon.devices.models import reading_status
 from iotmon.stats.anomaly import Ewma
 from iotmon.stats.windows import Stats, Window
-from iotmon.timefmt import iso_utc
+
+# iso_utc(t) of a reading's time, formatted once per flush per device and once per candidate:
+# the date and time to the second come from a cache, only the milliseconds are formatted (a
+# third of iso_utc's cost). The rounding is datetime.fromtimestamp's (to the microsecond,
+# half to even), then truncation to the millisecond, as isoformat does
+# (tests/unit/stats/test_iso_ms.py checks it against iso_utc).
+_SECONDS: dict[int, str] = {}
+
+
+def iso_ms(t: float) -> str:
+    """``iso_utc(t)``, faster."""
+    s = math.floor(t)
+    us = round((t - s) * 1e6)
+    if us >= 1_000_000:
+        s += 1
+        us -= 1_000_000
+    head = _SECONDS.get(s)
+    if head is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        head = _SECONDS[s] = datetime.fromtimestamp(s, UTC).isoformat().replace("+00:00", "")
+    return f"{head}.{us // 1000:03d}Z"
+
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -167,7 +191,7 @@ class Processor:
             "deviceId": st.config.device_id,
             "type": kind,
             "value": v,
-            "timestamp": iso_utc(t),
+            "timestamp": iso_ms(t),
             "state": extra.pop("state", "active"),
             "sensorType": st.config.sensor_type,
             "unit": st.config.unit,
@@ -178,7 +202,7 @@ class Processor:
         st = self.devices[device_id]
         return {
             "value": st.value,
-            "timestamp": iso_utc(st.timestamp),
+            "timestamp": iso_ms(st.timestamp),
             "status": st.status,
             "unit": st.config.unit,
             "sensorType": st.config.sensor_type,
