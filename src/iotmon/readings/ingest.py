@@ -88,6 +88,10 @@ class IngestStats:
     batches: int = 0
     registered: int = 0
     last_batch_at: float = 0.0
+    # time.perf_counter() at the commit of the first and of the latest batch that stored rows
+    # (the benchmark's clock: it reads them after the drain instead of polling the count)
+    first_stored_at: float = 0.0
+    last_stored_at: float = 0.0
     rejoins: int = 0  # times the member left its group because the offsets were unreadable
 
 
@@ -331,7 +335,7 @@ class Ingestor:
                 )
         now, limits = self.clock(), self.config.limits
         raws: list[bytes | None] = list(map(_value, messages))
-        if None in raws:  # a tombstone: empty bytes, which the decoder rejects
+        if not all(raws):  # a tombstone: empty bytes, which the decoder rejects
             raws = [r or b"" for r in raws]
         rows, rejected = decode_batch(
             lambda rs: parse_many(rs, now, limits), cast(list[bytes], raws)
@@ -398,6 +402,10 @@ class Ingestor:
             logger.info(
                 "devices registered", devices=sorted(new_devices)[:20], count=len(new_devices)
             )
+        if len(rows) > len(refused):
+            self.stats.last_stored_at = time.perf_counter()
+            if not self.stats.first_stored_at:
+                self.stats.first_stored_at = self.stats.last_stored_at
         self.stats.stored += len(rows) - len(refused)
         self.stats.rejected += len(batch.rejects) + len(refused)
         self.stats.batches += 1
