@@ -168,8 +168,9 @@ class SimulatorRole:
     async def _provision(self, devices: list[str]) -> dict[str, tuple[str, str]]:
         """Broker credentials for the simulated devices, issued and recorded like any device's
         (``iotmon.mqtt.provisioning``, by ``simulator``) when the broker has an admin
-        (IOTMON_MQTT_ADMIN_URL: Mosquitto refusing anonymous clients); none otherwise (the
-        embedded broker). New ones at each start: the previous ones are revoked."""
+        (IOTMON_MQTT_ADMIN_URL: Mosquitto's dynamic security, or in ``iotmon up`` the embedded
+        broker's, which checks the recorded hashes); none when no admin is configured (a broker
+        that lets anyone in). New ones at each start: the previous ones are revoked."""
         s = self.services.settings
         admin = secret(s.mqtt_admin_url)
         if admin is None or not devices:
