@@ -102,7 +102,7 @@ async def test_the_alerts_role_dead_letters_hostile_candidates_and_keeps_alertin
     stop = asyncio.Event()
     task = asyncio.create_task(role.run(stop))
     topic = settings.topic("alerts")
-    stamp = datetime.now(UTC).isoformat()
+    now = datetime.now(UTC)
     hostile = [
         b'{"deviceId":"device-001","type":"threshold_exceeded","value":"hot"}',
         b'{"deviceId":"device-001","type":"threshold_exceeded","timestamp":"0001-01-01T00:00:00+01:00"}',
@@ -111,21 +111,27 @@ async def test_the_alerts_role_dead_letters_hostile_candidates_and_keeps_alertin
         b"{" * 5000,
         *(raw for _, raw in hostile_readings()[:10]),
     ]
-    good = orjson.dumps(
-        {
-            "deviceId": "device-002",
-            "type": "threshold_exceeded",
-            "value": 60.0,
-            "threshold": 55.0,
-            "timestamp": stamp,
-            "unit": "psi",
-            "state": "active",
-        }
-    )
+    # Two breaching readings in a row: what a threshold alert waits for by default
+    # (IOTMON_ALERT_MIN_READINGS=2); one before the hostile records, one after.
+    good = [
+        orjson.dumps(
+            {
+                "deviceId": "device-002",
+                "type": "threshold_exceeded",
+                "value": 60.0,
+                "threshold": 55.0,
+                "timestamp": (now + timedelta(seconds=i)).isoformat(),
+                "unit": "psi",
+                "state": "active",
+            }
+        )
+        for i in range(2)
+    ]
     producer = kafka_bus.producer()
+    producer.produce(topic, good[0], key=b"device-001")
     for raw in hostile:
         producer.produce(topic, raw, key=b"device-001")
-    producer.produce(topic, good, key=b"device-001")
+    producer.produce(topic, good[1], key=b"device-001")
     assert producer.flush(10) == 0
     try:
         deadline = time.monotonic() + 60
