@@ -290,9 +290,11 @@ def _step(
         "seconds": round(elapsed, 1),
         "produced_per_s": round(produced),
         "alerts_topic_per_s": round(inputs["alerts"], 1),
+        # one decimal: the alerts role's input is the few readings past a threshold
         "consumed_per_s": {
-            r: round((committed[r] - first_committed[r]) / elapsed) for r in CONSUMERS
+            r: round((committed[r] - first_committed[r]) / elapsed, 1) for r in CONSUMERS
         },
+        "consumed": {r: committed[r] - first_committed[r] for r in CONSUMERS},
         "lag_start": {r: int(lags[r][0][1]) for r in CONSUMERS},
         "lag_end": {r: int(lags[r][-1][1]) for r in CONSUMERS},
         "lag_max": {r: int(max(y for _, y in lags[r])) for r in CONSUMERS},
@@ -371,8 +373,8 @@ def _section(r: dict[str, Any]) -> str:
         c, sl = s["consumed_per_s"], s["lag_slope_per_s"]
         held = ", ".join(k for k, ok in s["held"].items() if ok) or "none"
         lines.append(
-            f"| {s['rate']:,} | {s['produced_per_s']:,} | {c['ingestion']:,} "
-            f"| {c['processing']:,} | {c['alerts']:,} "
+            f"| {s['rate']:,} | {s['produced_per_s']:,} | {c['ingestion']:,.0f} "
+            f"| {c['processing']:,.0f} | {c['alerts']:,.0f} "
             f"| {sl['ingestion']:+,.0f} / {sl['processing']:+,.0f} / {sl['alerts']:+,.0f} "
             f"| {held} |"
         )
