@@ -170,7 +170,14 @@ class Bus(Protocol):
 
     def producer(self, *, name: str = "iotmon") -> Producer: ...
 
-    def consumer(self, group_id: str, *, name: str = "iotmon") -> Consumer: ...
+    def consumer(
+        self, group_id: str, *, name: str = "iotmon", prefetch_kbytes: int | None = None
+    ) -> Consumer:
+        """A group member. ``prefetch_kbytes`` bounds what it reads ahead of its poll when it
+        is behind (the default suits a drain: ingestion's 256 MiB); a role that keeps a lot
+        in memory of its own (processing's windows) asks for less, so its RSS stays bounded
+        while it catches up."""
+        ...
 
     def transactional_producer(
         self, transactional_id: str, *, name: str = "iotmon"

@@ -50,6 +50,9 @@ TRANSACTION_TIMEOUT_MS = 15_000
 TXN_CALL_TIMEOUT_S = 30.0
 # librdkafka's statistics, for the consumer lag gauge (iotmon.metrics.KafkaLag)
 STATS_INTERVAL_MS = 5_000
+# librdkafka's read-ahead of a consumer (queued.max.messages.kbytes): 256 MiB unless the
+# role asks for less (Bus.consumer's prefetch_kbytes).
+PREFETCH_KBYTES = 262_144
 
 
 def _to_ktp(tp: TopicPartition) -> Any:
@@ -174,7 +177,9 @@ class KafkaBus:
             }
         )
 
-    def consumer(self, group_id: str, *, name: str = "iotmon") -> KafkaConsumer:
+    def consumer(
+        self, group_id: str, *, name: str = "iotmon", prefetch_kbytes: int | None = None
+    ) -> KafkaConsumer:
         lag = KafkaLag(group_id)
         return KafkaConsumer(
             {
@@ -188,7 +193,9 @@ class KafkaBus:
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 52_428_800,
                 "max.partition.fetch.bytes": 10_485_760,
-                "queued.max.messages.kbytes": 262_144,
+                # What librdkafka reads ahead of a consumer that is behind: 256 MiB by default
+                # (a drain's), less where the role's own memory matters (see Bus.consumer).
+                "queued.max.messages.kbytes": prefetch_kbytes or PREFETCH_KBYTES,
                 # A fetch is answered when 64 KiB are there or after 100 ms: without the
                 # minimum, every consumer of a busy topic asks again for each handful of
                 # records, and the broker's per-request work (a third of its CPU in request

@@ -165,7 +165,9 @@ class MemoryBus:
             self._cond.notify_all()
 
     # --- groups ---
-    def consumer(self, group_id: str, *, name: str = "iotmon") -> MemoryConsumer:
+    def consumer(
+        self, group_id: str, *, name: str = "iotmon", prefetch_kbytes: int | None = None
+    ) -> MemoryConsumer:  # nothing is read ahead in memory: prefetch_kbytes has no use here
         return MemoryConsumer(self, group_id)
 
     def _rebalance(self, group_id: str) -> None:

@@ -118,7 +118,8 @@ class AlertsRole:
             return
         ends = self.endpoints
         assert ends.dlq is not None
-        consumer = svc.bus.consumer(ends.group, name="iotmon-alerts")
+        # candidates are few and small: 16 MiB of read-ahead is minutes of them
+        consumer = svc.bus.consumer(ends.group, name="iotmon-alerts", prefetch_kbytes=16_384)
         consumer.subscribe([ends.topic])
         dead = self.dead = DeadLetters(
             svc.bus.producer(name="iotmon-alerts-dlq"), ends.dlq, ends.group
