@@ -192,9 +192,13 @@ class KafkaBus:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 52_428_800,
-                "max.partition.fetch.bytes": 10_485_760,
                 # What librdkafka reads ahead of a consumer that is behind: 256 MiB by default
                 # (a drain's), less where the role's own memory matters (see Bus.consumer).
+                # The queue limit alone does not hold it: a fetch answered with 10 MiB (compressed)
+                # a partition overshoots it until the whole backlog is in memory (3,000,000
+                # readings: 510 MiB with the limit at 32 MiB). With 1 MiB a partition it holds
+                # (84 MiB) and one consumer still reads ~300,000 records/s (1.2 M with 10 MiB).
+                "max.partition.fetch.bytes": 1_048_576 if prefetch_kbytes else 10_485_760,
                 "queued.max.messages.kbytes": prefetch_kbytes or PREFETCH_KBYTES,
                 # A fetch is answered when 64 KiB are there or after 100 ms: without the
                 # minimum, every consumer of a busy topic asks again for each handful of
