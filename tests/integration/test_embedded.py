@@ -67,17 +67,18 @@ def test_up_runs_embedded_and_stores_readings(tmp_path: Path) -> None:
         text = log.read_text()
         m = re.search(r"psql '([^']+)'", text)
         assert m, text
+
         # "stored" counts the MQTT devices' readings too: wait for 20 of the Kafka fleet's.
-        deadline = time.monotonic() + 30
-        with psycopg.connect(m.group(1), autocommit=True) as conn:
-            while True:
-                count, devices = conn.execute(
+        def fleet() -> tuple[int, int] | None:
+            with psycopg.connect(m.group(1)) as conn:
+                row = conn.execute(
                     "SELECT count(*), count(DISTINCT device_id) FROM sensor_readings"
                     " WHERE device_id LIKE 'device-%'"  # the Kafka fleet (MQTT devices beside it)
-                ).fetchone()  # type: ignore[misc]
-                if (count >= 20 and devices == 5) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
+                ).fetchone()
+            assert row is not None
+            return (row[0], row[1]) if row[0] >= 20 and row[1] == 5 else None
+
+        count, devices = wait_for(proc, log, fleet, 30)
         assert count >= 20
         assert devices == 5
         deadline = time.monotonic() + 15

@@ -50,9 +50,9 @@ TRANSACTION_TIMEOUT_MS = 15_000
 TXN_CALL_TIMEOUT_S = 30.0
 # librdkafka's statistics, for the consumer lag gauge (iotmon.metrics.KafkaLag)
 STATS_INTERVAL_MS = 5_000
-# librdkafka's read-ahead of a consumer (queued.max.messages.kbytes): 256 MiB unless the
-# role asks for less (Bus.consumer's prefetch_kbytes).
-PREFETCH_KBYTES = 262_144
+# librdkafka's read-ahead of a consumer (queued.max.messages.kbytes) when the role does not
+# ask for less (Bus.consumer's prefetch_kbytes): a drain's 256 MiB
+DRAIN_READ_AHEAD_KBYTES = 262_144
 
 
 def _to_ktp(tp: TopicPartition) -> Any:
@@ -199,7 +199,7 @@ class KafkaBus:
                 # readings: 510 MiB with the limit at 32 MiB). With 1 MiB a partition it holds
                 # (84 MiB) and one consumer still reads ~300,000 records/s (1.2 M with 10 MiB).
                 "max.partition.fetch.bytes": 1_048_576 if prefetch_kbytes else 10_485_760,
-                "queued.max.messages.kbytes": prefetch_kbytes or PREFETCH_KBYTES,
+                "queued.max.messages.kbytes": prefetch_kbytes or DRAIN_READ_AHEAD_KBYTES,
                 # A fetch is answered when 64 KiB are there or after 100 ms: without the
                 # minimum, every consumer of a busy topic asks again for each handful of
                 # records, and the broker's per-request work (a third of its CPU in request

@@ -50,7 +50,7 @@ REDIS_ERRORS = metrics.REDIS_ERRORS.labels("processing")
 # at 10,000 devices a one-second flush held the consuming thread for a few hundred ms, which
 # is what a reading arriving then waited. System metrics and offset commits stay at 1 s.
 FLUSH_INTERVAL_S = 0.1
-PREFETCH_KBYTES = 32_768  # librdkafka's read-ahead when behind (bounds RSS while catching up)
+READ_AHEAD_KBYTES = 32_768  # librdkafka's read-ahead when behind (bounds RSS while catching up)
 SYSTEM_INTERVAL_S = 1.0
 QUIET_REFRESH_S = 60.0
 CONFIG_RELOAD_S = 10.0
@@ -209,10 +209,10 @@ class ProcessingRole:
     # --- the loop (a worker thread) ---
     def loop(self, stop: threading.Event) -> None:
         self._stop = stop
-        # 32 MiB of read-ahead (not a drain's 256): a processing role that is behind kept up
-        # to 730 MiB of prefetched readings beside its windows (BENCHMARKS.md, sustained).
+        # not a drain's read-ahead: a processing role that is behind kept up to 784 MiB of
+        # prefetched readings beside its windows (BENCHMARKS.md, sustained)
         consumer = self.services.bus.consumer(
-            self.group, name="iotmon-processing", prefetch_kbytes=PREFETCH_KBYTES
+            self.group, name="iotmon-processing", prefetch_kbytes=READ_AHEAD_KBYTES
         )
         producer = self.services.bus.producer(name="iotmon-processing")
         assert self.endpoints.dlq is not None
