@@ -24,13 +24,17 @@ dashboard:
 dashboard-check:
 	scripts/dashboard.sh check
 
-## setup: install the locked dependencies, with the test and lint tools (make test)
+## setup: install the locked dependencies, with the test and lint tools (make test), and
+## compile the statistics engine (pure Python where this machine cannot: README, native)
 setup:
-	$(UV) sync --frozen
+	$(UV) sync --frozen --group native
+	$(RUN) --group native iotmon native build
 
-## setup-run: install the locked dependencies that running needs (make run)
+## setup-run: install the locked dependencies that running needs (make run), and compile the
+## statistics engine as setup does
 setup-run:
-	$(UV) sync --frozen --no-dev --inexact
+	$(UV) sync --frozen --no-dev --inexact --group native
+	$(RUN_ONLY) iotmon native build
 
 ## lint: ruff, formatting, mypy (strict) on src/, the import contracts (.importlinter)
 lint: setup

@@ -9,8 +9,11 @@ of BENCHMARKS.md.
 from __future__ import annotations
 
 import gc
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common import machine, write_section
+from iotmon import native
 from iotmon.devices.models import fleet
 from iotmon.stats.processor import DeviceConfig, Processor
 from iotmon.stats.windows import _bins_of
@@ -70,6 +74,15 @@ def full_windows(specs: list[Any], configs: dict[str, DeviceConfig], per_bucket:
     return proc
 
 
+def _configs(specs: list[Any]) -> dict[str, DeviceConfig]:
+    return {
+        d.device_id: DeviceConfig(
+            d.device_id, d.sensor_type, d.unit, d.normal_min, d.normal_max, d.alert_min, d.alert_max
+        )
+        for d in specs
+    }
+
+
 def run_bench(
     *,
     devices: int,
@@ -80,12 +93,7 @@ def run_bench(
     per_bucket: int = 12,
 ) -> dict[str, Any]:
     specs = fleet(devices)
-    configs = {
-        d.device_id: DeviceConfig(
-            d.device_id, d.sensor_type, d.unit, d.normal_min, d.normal_max, d.alert_min, d.alert_max
-        )
-        for d in specs
-    }
+    configs = _configs(specs)
     # 1. Memory with full 1 h and 24 h windows (DESIGN 7), first, in a fresh process.
     gc.collect()
     rss_empty = vm_rss_mib()
@@ -108,6 +116,55 @@ def run_bench(
         f"RSS {rss_empty:,.0f} -> {rss_full:,.0f} MiB (+{rss_full - rss_empty:,.0f}) "
         f"in {fill_s:.0f} s"
     )
+    rate = measure_rate(specs, configs, minutes, console)
+    pure = _pure_python_rate(devices, minutes, console) if native.status().compiled else None
+    result = {
+        "devices": devices,
+        "minutes": minutes,
+        "readings": rate["readings"],
+        "readings_per_s": round(rate["readings_per_s"]),
+        "flush_all_devices_ms": round(rate["flush_s"] * 1000, 1),
+        "rss_growth_mib": round(rate["rss_growth_mib"], 1),
+        "engine": native.status().reason,
+        "pure_python": pure,
+        "full_windows": {
+            "per_bucket": per_bucket,
+            "buckets": buckets,
+            "bins_per_bucket": round(bins / max(buckets, 1), 1),
+            "rss_before_mib": round(rss_empty, 1),
+            "rss_full_mib": round(rss_full, 1),
+            "rss_growth_mib": round(rss_full - rss_empty, 1),
+        },
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": (
+            f"iotmon bench processing --devices {devices} --minutes {minutes} "
+            f"--per-bucket {per_bucket}"
+        ),
+    }
+    console.print(
+        f"  {result['readings_per_s']:,} readings/s into the windows; "
+        f"snapshot of all {devices:,} devices: {result['flush_all_devices_ms']} ms; "
+        f"RSS +{result['rss_growth_mib']} MiB ({result['engine']})"
+    )
+    if pure is not None:
+        console.print(
+            f"  pure Python: {pure['readings_per_s']:,} readings/s, snapshot "
+            f"{pure['flush_all_devices_ms']} ms: compiled is "
+            f"{result['readings_per_s'] / max(pure['readings_per_s'], 1):.2f}x / "
+            f"{pure['flush_all_devices_ms'] / max(result['flush_all_devices_ms'], 0.1):.2f}x"
+        )
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    _write_markdown(Path(markdown), result)
+    return result
+
+
+def measure_rate(
+    specs: list[Any], configs: dict[str, DeviceConfig], minutes: int, console: Console | None
+) -> dict[str, float]:
+    """Readings/s into the windows over ``minutes`` simulated minutes at 1 Hz per device, then
+    one snapshot of every device."""
     proc = Processor(configs)
     rng = random.Random(1)
     centre = {d.device_id: (d.normal_min + d.normal_max) / 2 for d in specs}
@@ -115,7 +172,7 @@ def run_bench(
     ids = [d.device_id for d in specs]
     rss_before = vm_rss_mib()
     start = time.time() - minutes * 60
-    total = devices * minutes * 60
+    total = len(ids) * minutes * 60
     gc.set_threshold(100_000, 50, 100)
     added = 0
     elapsed = 0.0
@@ -125,6 +182,7 @@ def run_bench(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
+        disable=console is None,
     ) as progress:
         task = progress.add_task("readings (1 Hz each)", total=total)
         for second in range(minutes * 60):
@@ -144,37 +202,69 @@ def run_bench(
     for device_id in ids:
         proc.snapshot(device_id, now)
     flush_s = time.perf_counter() - began
-    result = {
-        "devices": devices,
-        "minutes": minutes,
+    return {
         "readings": added,
-        "readings_per_s": round(added / elapsed),
-        "flush_all_devices_ms": round(flush_s * 1000, 1),
-        "rss_growth_mib": round(vm_rss_mib() - rss_before, 1),
-        "full_windows": {
-            "per_bucket": per_bucket,
-            "buckets": buckets,
-            "bins_per_bucket": round(bins / max(buckets, 1), 1),
-            "rss_before_mib": round(rss_empty, 1),
-            "rss_full_mib": round(rss_full, 1),
-            "rss_growth_mib": round(rss_full - rss_empty, 1),
-        },
-        "machine": machine(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "command": (
-            f"iotmon bench processing --devices {devices} --minutes {minutes} "
-            f"--per-bucket {per_bucket}"
-        ),
+        "readings_per_s": added / elapsed,
+        "flush_s": flush_s,
+        "rss_growth_mib": vm_rss_mib() - rss_before,
     }
-    console.print(
-        f"  {result['readings_per_s']:,} readings/s into the windows; "
-        f"snapshot of all {devices:,} devices: {result['flush_all_devices_ms']} ms; "
-        f"RSS +{result['rss_growth_mib']} MiB"
+
+
+def rate_only(devices: int, minutes: int) -> dict[str, float]:
+    """``measure_rate`` for a fleet, without output (the pure-Python side of a comparison)."""
+    specs = fleet(devices)
+    return measure_rate(specs, _configs(specs), minutes, None)
+
+
+def _pure_python_rate(devices: int, minutes: int, console: Console) -> dict[str, Any]:
+    """The same measurement in a child process on the pure-Python engine (IOTMON_NATIVE=0),
+    right after the compiled one: the ratio is side by side, on the same box."""
+    console.print("  the same readings on the pure-Python engine (IOTMON_NATIVE=0) ...")
+    code = (
+        "import sys, orjson; sys.path.insert(0, 'bench'); import processing;"
+        f"print(orjson.dumps(processing.rate_only({devices}, {minutes})).decode())"
     )
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    _write_markdown(Path(markdown), result)
-    return result
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "IOTMON_NATIVE": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = orjson.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "readings_per_s": round(r["readings_per_s"]),
+        "flush_all_devices_ms": round(r["flush_s"] * 1000, 1),
+    }
+
+
+def _engine_table(r: dict[str, Any]) -> list[str]:
+    pure = r.get("pure_python")
+    if pure is None:
+        return [
+            f"Engine: {r['engine']}.",
+            "",
+            "| figure | value |",
+            "|---|---:|",
+            f"| readings/s absorbed (one core) | {r['readings_per_s']:,} |",
+            f"| snapshot of all devices | {r['flush_all_devices_ms']:,} ms |",
+            f"| memory (RSS growth over the run) | {r['rss_growth_mib']:,} MiB |",
+        ]
+    return [
+        f"Engine: {r['engine']}; beside it, right after in a child process, the same readings "
+        "on the pure-Python engine (`IOTMON_NATIVE=0`, what runs where nothing can compile).",
+        "",
+        "| figure | compiled | pure Python | ratio |",
+        "|---|---:|---:|---:|",
+        f"| readings/s absorbed (one core) | {r['readings_per_s']:,} | "
+        f"{pure['readings_per_s']:,} | "
+        f"{r['readings_per_s'] / max(pure['readings_per_s'], 1):.2f}x |",
+        f"| snapshot of all devices | {r['flush_all_devices_ms']:,} ms | "
+        f"{pure['flush_all_devices_ms']:,} ms | "
+        f"{pure['flush_all_devices_ms'] / max(r['flush_all_devices_ms'], 0.1):.2f}x |",
+        f"| memory (RSS growth over the run) | {r['rss_growth_mib']:,} MiB | | |",
+    ]
 
 
 def _write_markdown(path: Path, r: dict[str, Any]) -> None:
@@ -189,11 +279,7 @@ def _write_markdown(path: Path, r: dict[str, Any]) -> None:
             "trend sums, anomaly score), then one snapshot of every device (what a flush "
             "computes). The engine alone: no Kafka, no Redis.",
             "",
-            "| figure | value |",
-            "|---|---:|",
-            f"| readings/s absorbed (one core) | {r['readings_per_s']:,} |",
-            f"| snapshot of all devices | {r['flush_all_devices_ms']:,} ms |",
-            f"| memory (RSS growth over the run) | {r['rss_growth_mib']:,} MiB |",
+            *_engine_table(r),
             "",
             f"Memory with every device's windows full (DESIGN 7): {fw['buckets']:,} buckets "
             f"(60 of 1 min + 96 of 15 min per device, {fw['bins_per_bucket']} sketch bins each: "

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from iotmon import logging as log
+from iotmon import native
 from iotmon.config import Settings
 
 app = typer.Typer(
@@ -39,6 +40,10 @@ profiles_app = typer.Typer(no_args_is_help=True, help="Device profiles (MQTT dev
 app.add_typer(profiles_app, name="profiles")
 devices_app = typer.Typer(no_args_is_help=True, help="Devices: MQTT credentials.")
 app.add_typer(devices_app, name="devices")
+native_app = typer.Typer(
+    no_args_is_help=True, help="The statistics engine compiled with mypyc (or pure Python)."
+)
+app.add_typer(native_app, name="native")
 
 console = Console(stderr=True, soft_wrap=True)
 logger = log.get("iotmon.cli")
@@ -235,6 +240,8 @@ def _banner(settings: Settings, services: Any, names: list[str], port: int) -> N
     if "redis" in services.embedded:
         say(f"  redis       embedded, {services.redis_url}")
     say(f"  data dir    {settings.data_dir.resolve()}")
+    if "processing" in names:
+        say(f"  statistics  {native.status().reason}", highlight=False)
     say("  stop        Ctrl-C")
     if log.FORMAT == "json":  # a machine reads it: one JSON event, like every other line
         from rich.text import Text
@@ -334,6 +341,22 @@ async def _up(settings: Settings) -> None:
     finally:
         if broker is not None:
             await broker.stop()
+
+
+@native_app.command("build")
+def native_build(
+    force: Annotated[bool, typer.Option(help="compile even when up to date")] = False,
+) -> None:
+    """Compile the statistics engine with mypyc (make setup does); without a C compiler or
+    Python headers it says so and everything runs as pure Python (exit 0)."""
+    native.build(force=force, log=lambda text: console.print(text, highlight=False))
+
+
+@native_app.command("status")
+def native_status() -> None:
+    """Which path this installation uses: compiled or pure Python, and why."""
+    st = native.status()
+    typer.echo(orjson.dumps(st.as_dict()).decode())
 
 
 @app.command()

@@ -89,6 +89,9 @@ def _processing(r: dict[str, Any]) -> None:
     assert r["readings"] == 100 * 60
     assert r["readings_per_s"] > 0
     assert r["flush_all_devices_ms"] > 0
+    assert r["engine"]
+    if r["engine"].startswith("compiled"):  # then the pure-Python side ran beside it
+        assert r["pure_python"]["readings_per_s"] > 0
 
 
 def _alerts(r: dict[str, Any]) -> None:

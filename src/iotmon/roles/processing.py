@@ -22,7 +22,7 @@ from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
 from iotmon import logging as log
-from iotmon import metrics
+from iotmon import metrics, native
 from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, consume_available
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.cache import keys
@@ -209,6 +209,8 @@ class ProcessingRole:
     # --- the loop (a worker thread) ---
     def loop(self, stop: threading.Event) -> None:
         self._stop = stop
+        engine = native.status()
+        logger.info("statistics engine", compiled=engine.compiled, path=engine.reason)
         # not a drain's read-ahead: a processing role that is behind kept up to 784 MiB of
         # prefetched readings beside its windows (BENCHMARKS.md, sustained)
         consumer = self.services.bus.consumer(
