@@ -121,18 +121,25 @@ class _Finder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, file)
 
 
-def activate() -> Status:
+def activate(native_dir: Path = NATIVE_DIR) -> Status:
     """Load the compiled modules from now on, if the build is usable (see ``check``). Called
     once, when ``iotmon`` is imported and before any of them is."""
     global _status
     if any(isinstance(f, _Finder) for f in sys.meta_path):
         return _status
-    _status = check()
+    _status = check(native_dir)
     loaded = [m for m in MODULES if m in sys.modules]
     if _status.compiled and loaded:  # too late to swap (cannot happen via iotmon/__init__)
         _status = Status(False, f"pure Python: {', '.join(loaded)} imported before activation")
     if _status.compiled:
-        sys.meta_path.insert(0, _Finder(_status.files))
+        finder = _Finder(_status.files)
+        sys.meta_path.insert(0, finder)
+        try:  # the shared library every compiled module loads: if it cannot be, none is used
+            importlib.import_module(f"{GROUP}__mypyc")
+        except Exception as exc:
+            sys.meta_path.remove(finder)
+            sys.modules.pop(f"{GROUP}__mypyc", None)
+            _status = Status(False, f"pure Python: the build does not load ({exc})"[:300])
     return _status
 
 
@@ -227,7 +234,11 @@ def build(native_dir: Path = NATIVE_DIR, *, force: bool = False, log: Any = prin
             return False
         suffix = ext_suffix()
         files: dict[str, str] = {}
-        staged = Path(tempfile.mkdtemp(prefix="_native.", dir=native_dir.parent))
+        try:
+            staged = Path(tempfile.mkdtemp(prefix="_native.", dir=native_dir.parent))
+        except OSError as exc:
+            log(f"native: cannot write {native_dir.parent} ({exc}), running pure Python")
+            return False
         for name in (*MODULES, f"{GROUP}__mypyc"):
             rel = Path(*name.split(".")).with_suffix("").as_posix() + suffix
             built = work / "lib" / rel

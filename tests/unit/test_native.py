@@ -67,6 +67,24 @@ def test_a_build_for_another_python_or_incomplete_is_not_used(tmp_path: Path) ->
     assert "not compiled" in native.check(tmp_path / "nothing").reason
 
 
+def test_a_build_that_does_not_load_is_not_used(tmp_path: Path) -> None:
+    """A compiled library the loader refuses (a damaged file, a libc it was not built for):
+    the finder is taken out again and the engine runs as Python."""
+    build = _copy_build(tmp_path)
+    next(build.glob(f"{native.GROUP}__mypyc*")).write_bytes(b"\x7fELF not really")
+    code = (
+        "import os, sys; os.environ['IOTMON_NATIVE'] = '0'; import iotmon;"
+        "from pathlib import Path; from iotmon import native; del os.environ['IOTMON_NATIVE'];"
+        "st = native.activate(Path(sys.argv[1])); import iotmon.stats.windows as w;"
+        "print(st.compiled, w.__file__.endswith('.py')); print(st.reason)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(build)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "False True", out
+    assert out[1].startswith("pure Python: the build does not load"), out
+
+
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOTMON_NATIVE", "0")
     assert native.check().reason == "pure Python: IOTMON_NATIVE=0"
