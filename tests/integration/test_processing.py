@@ -285,3 +285,37 @@ def test_batched_live_events_are_exactly_what_socketio_publishes(infra: dict[str
     [(entry_id, fields)] = r.xrange(replay_key("device:device-001"), f"{ids[0]}-0", f"{ids[0]}-0")
     assert entry_id == f"{ids[0]}-0".encode()
     assert orjson.loads(fields[b"m"])["data"][0]["eventId"] == str(ids[0])
+
+
+def test_configurations_reload_when_anyone_changes_them(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
+    """Processing reloads device configurations only when a digest of them (computed in
+    PostgreSQL) changed, and sees an edit whoever made it: here psql-style, updated_at as it
+    was."""
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    url = settings.database_url.get_secret_value()
+    role = ProcessingRole(
+        Services(
+            settings=settings,
+            bus=kafka_bus,
+            database_url=url,
+            redis_url=settings.redis_url.get_secret_value(),
+        )
+    )
+    role._reload_configs()
+    loaded = role.processor.configs
+    assert loaded["device-001"].alert_max is not None
+    role._reload_configs()
+    assert role.processor.configs is loaded  # unchanged: nothing rebuilt
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE devices SET alert_max = 1234.5 WHERE device_id = 'device-001'")
+    role._reload_configs()
+    assert role.processor.configs is not loaded
+    assert role.processor.configs["device-001"].alert_max == 1234.5
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE devices SET alert_max = NULL WHERE device_id = 'device-001'")
+    role._reload_configs()
+    assert role.processor.configs["device-001"].alert_max is None
+    role.redis.close()
