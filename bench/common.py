@@ -112,7 +112,13 @@ class Sandbox:
         bus.create_topics(topic_specs(prefix))
         redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + f"/{redis_db}"
         redis.Redis.from_url(redis_url).flushdb()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTMON_")} | {
+        # the deployment's settings are the box's; IOTMON_NATIVE (which engine the roles run:
+        # compiled or pure Python) is the caller's, so a comparison can ask for either
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("IOTMON_") or k == "IOTMON_NATIVE"
+        } | {
             "IOTMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "IOTMON_DATABASE_URL": url,
             "IOTMON_REDIS_URL": redis_url,

@@ -36,6 +36,7 @@ from confluent_kafka import TopicPartition as KTP
 from rich.console import Console
 
 from common import Sandbox, free_port, machine, stop_all, write_section
+from iotmon import native
 from iotmon.config import Settings
 from iotmon.devices.models import fleet
 
@@ -340,6 +341,8 @@ def _summary(
         "growth_threshold": GROWTH,
         "lag_ok_s": LAG_OK_S,
         "machine": machine(),
+        # the roles import the same sources with the same IOTMON_NATIVE (bench/common.py)
+        "engine": native.status().reason,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": (
@@ -363,7 +366,8 @@ def _section(r: dict[str, Any]) -> str:
         f"waits {r['warmup_seconds']:g} s, then watches {r['step_seconds']:g} s. Lag: each "
         "group's committed offsets against the end offsets, from Kafka; flat = its "
         f"least-squares slope under {r['growth_threshold']:.0%} of the input rate, or the "
-        f"lag at the end of the step under {r['lag_ok_s']:g} s of input.",
+        f"lag at the end of the step under {r['lag_ok_s']:g} s of input. Statistics "
+        f"engine: {r.get('engine', 'not recorded')}.",
         "",
         "| target/s | produced/s | ingestion/s | processing/s | alerts in/s "
         "| lag slope ing/proc/alerts (/s) | held by |",
