@@ -8,11 +8,11 @@ import finder in front that loads the compiled modules, but only when every sour
 the hash it was compiled from and the build is for this Python: otherwise (never built, no
 compiler, a source edited since, ``IOTMON_NATIVE=0``) the ``.py`` files are imported as always.
 The two paths compute the same thing (tests/unit/stats runs on both); the compiled one is about
-2.5 times faster per reading (BENCHMARKS.md, processing).
+2.7 times faster per reading (BENCHMARKS.md, processing).
 
 ``make setup`` / ``make setup-run`` build it (``iotmon native build``, a few seconds when up to
-date, ~20 s when not); ``iotmon native status`` says which path is in use, and every role logs
-it at start.
+date, ~20 s when not); ``iotmon native status`` says which path is in use, and so do
+``iotmon up``'s banner and the processing role's first log event.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def ext_suffix() -> str:
     return str(sysconfig.get_config_var("EXT_SUFFIX") or ".so")
 
 
-def check(native_dir: Path = NATIVE_DIR) -> Status:
-    """Whether the build in ``native_dir`` can be used by this interpreter with these sources."""
-    if os.environ.get("IOTMON_NATIVE", "1").strip().lower() in _OFF:
+def check(native_dir: Path = NATIVE_DIR, *, honour_env: bool = True) -> Status:
+    """Whether the build in ``native_dir`` can be used by this interpreter with these sources
+    (and, with ``honour_env``, is not switched off by IOTMON_NATIVE)."""
+    if honour_env and os.environ.get("IOTMON_NATIVE", "1").strip().lower() in _OFF:
         return Status(False, "pure Python: IOTMON_NATIVE=0")
     try:
         manifest = json.loads((native_dir / MANIFEST).read_text())
@@ -183,12 +184,7 @@ def _expected() -> dict[str, str]:
 
 
 def up_to_date(native_dir: Path = NATIVE_DIR) -> bool:
-    saved = os.environ.pop("IOTMON_NATIVE", None)
-    try:
-        return check(native_dir).compiled
-    finally:
-        if saved is not None:
-            os.environ["IOTMON_NATIVE"] = saved
+    return check(native_dir, honour_env=False).compiled
 
 
 def build(native_dir: Path = NATIVE_DIR, *, force: bool = False, log: Any = print) -> bool:
