@@ -152,6 +152,14 @@ FAULTS = [
         lambda s: s.infra.start("postgres"),
         _web_health,
     ),
+    # A crash (immediate stop): ingestion commits without waiting for the WAL flush, so the
+    # last batches' rows and offsets may be lost together, and must be read from Kafka again.
+    Fault(
+        "postgres crash",
+        lambda s: s.infra.kill9("postgres"),
+        lambda s: s.infra.start("postgres"),
+        _web_health,
+    ),
     Fault(
         "redis restart",
         lambda s: s.infra.stop("redis"),
