@@ -40,7 +40,7 @@ def vm_rss_mib() -> float:
     return 0.0
 
 
-def _spread(k: int) -> list[float]:
+def spread(k: int) -> list[float]:
     """``k`` z-scores evenly spaced over the normal distribution's central 98 %."""
     nd = statistics.NormalDist()
     return [nd.inv_cdf(0.01 + 0.98 * (i + 0.5) / k) for i in range(k)]
@@ -55,7 +55,7 @@ def full_windows(specs: list[Any], configs: dict[str, DeviceConfig], per_bucket:
     day, b24, b1 = 86_400.0, proc.cfg.bucket_24h_s, proc.cfg.bucket_1h_s
     now = time.time()
     now -= now % b24
-    zs = _spread(per_bucket)
+    zs = spread(per_bucket)
     add = proc.add
     for d in specs:
         centre, sd = (d.normal_min + d.normal_max) / 2, (d.normal_max - d.normal_min) * 0.03

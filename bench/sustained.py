@@ -14,6 +14,10 @@ under ``LAG_OK_S`` seconds of input; the simulator
 holds and some consumer still does (a role that fell behind keeps running, behind: its own
 limit is the last step it held), up to the last rate.
 
+With ``--full-windows`` every simulated device's last 24 hours are in PostgreSQL before the
+roles start (``fill_windows``), so processing rebuilds full 1 h and 24 h windows first and
+its RSS is the one of a role that has run for a day (DESIGN 7, issue 14's item 4).
+
 Run: ``iotmon bench sustained --rates 5000,10000,15000,20000,25000 --step-seconds 300``.
 Writes bench/results/sustained.json and its section of BENCHMARKS.md.
 """
@@ -31,14 +35,20 @@ from typing import Any
 
 import httpx
 import orjson
+import psycopg
 from confluent_kafka import Consumer as KConsumer
 from confluent_kafka import TopicPartition as KTP
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common import Sandbox, free_port, machine, stop_all, write_section
 from iotmon import native
 from iotmon.config import Settings
+from iotmon.db import partitions
 from iotmon.devices.models import fleet
+from iotmon.readings.ingest import COPY_SQL
+from iotmon.readings.models import COPY_TYPES
+from processing import spread
 
 REDIS_DB = 15  # bench alerts uses 11, api 12, ws and mqtt 13, dashboard 14, the e2e tests 10
 SAMPLE_S = 2.0
@@ -50,6 +60,7 @@ CONSUMERS = {  # role -> the topic it consumes
     "alerts": "alerts",
 }
 ROLES = ("ingestion", "processing", "alerts", "web")
+FILL_PER_BUCKET = 12  # readings a 15-minute bucket of a full 24 h window (as bench processing)
 
 
 def _cpu_s(pid: int) -> float:
@@ -155,8 +166,75 @@ def _start(role: str, env: dict[str, str], port: int, logs: Path) -> subprocess.
     )
 
 
-def _wait_healthy(ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 120
+def fill_windows(url: str, devices: int, console: Console) -> int:
+    """Every simulated device registered (its simulator configuration) with its last 24 hours
+    of readings: ``FILL_PER_BUCKET`` a 15-minute bucket of the first 23 hours, spread over the
+    device's normal band as a 1 Hz signal's would be, then one a minute (so every bucket of
+    both windows holds data). Returns the rows stored."""
+    specs = fleet(devices)
+    now = time.time()
+    b24 = 900.0
+    first = now - now % b24 - 86_400 + b24
+    zs = spread(FILL_PER_BUCKET)
+    step = b24 / FILL_PER_BUCKET
+    per_device = 92 * FILL_PER_BUCKET + 60
+    with psycopg.connect(url, autocommit=True) as conn:
+        days = {datetime.fromtimestamp(t, UTC).date() for t in (first, now)}
+        partitions.ensure(conn, days)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO devices (device_id, device_type, location, unit, normal_min,"
+                " normal_max, alert_min, alert_max, interval_ms)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        d.device_id,
+                        d.sensor_type,
+                        d.location,
+                        d.unit,
+                        d.normal_min,
+                        d.normal_max,
+                        d.alert_min,
+                        d.alert_max,
+                        round(d.interval_s * 1000),
+                    )
+                    for d in specs
+                ],
+            )
+        progress = Progress(
+            TextColumn("{task.description:<26}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        with progress:
+            task = progress.add_task("24 h of readings stored", total=len(specs) * per_device)
+            for i in range(0, len(specs), 500):
+                with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for d in specs[i : i + 500]:
+                        centre = (d.normal_min + d.normal_max) / 2
+                        sd = (d.normal_max - d.normal_min) * 0.03
+                        values = [centre + z * sd for z in zs]
+                        row = [d.device_id, None, d.sensor_type, 0.0, d.unit, d.location, "active"]
+                        times = [
+                            first + b * b24 + k * step
+                            for b in range(92)
+                            for k in range(FILL_PER_BUCKET)
+                        ] + [now - 3600 + m * 60 + 30 for m in range(60)]
+                        for j, t in enumerate(times):
+                            row[1] = datetime.fromtimestamp(t, UTC)
+                            row[3] = values[j % FILL_PER_BUCKET]
+                            copy.write_row((*row, None))
+                progress.update(task, completed=min(i + 500, len(specs)) * per_device)
+    return len(specs) * per_device
+
+
+def _wait_healthy(
+    ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]], timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
     waiting = dict(ports)
     while waiting:
         for role, port in list(waiting.items()):
@@ -168,7 +246,7 @@ def _wait_healthy(ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes
             except httpx.HTTPError:
                 pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"not healthy within 120 s: {', '.join(waiting)}")
+            raise RuntimeError(f"not healthy within {timeout:g} s: {', '.join(waiting)}")
         time.sleep(0.5)
 
 
@@ -182,6 +260,7 @@ def run_bench(
     output: str,
     markdown: str,
     console: Console,
+    full_windows: bool = False,
 ) -> dict[str, Any]:
     assert settings.kafka_bootstrap
     base_hz = sum(1 / d.interval_s for d in fleet(devices))  # readings/s at multiplier 1
@@ -194,10 +273,17 @@ def run_bench(
     offsets: Offsets | None = None
     steps: list[dict[str, Any]] = []
     down: set[str] = set()  # consumers that fell behind at some step
+    filled = 0
     try:
+        if full_windows:
+            filled = fill_windows(env["IOTMON_DATABASE_URL"], devices, console)
         for role in ROLES:
             procs[role] = _start(role, env, ports[role], logs)
-        _wait_healthy({r: ports[r] for r in ROLES}, procs)
+        # processing rebuilds its windows from PostgreSQL before it answers
+        _wait_healthy({r: ports[r] for r in ROLES}, procs, 600 if full_windows else 120)
+        if full_windows:
+            rss = {r: round(_rss_mib(procs[r].pid)) for r in ROLES}
+            console.print(f"  {filled:,} readings of the last 24 h rebuilt; RSS MiB {rss}")
         groups = {role: box.env[f"IOTMON_{role.upper()}_GROUP"] for role in CONSUMERS}
         offsets = Offsets(settings.kafka_bootstrap, box.prefix, groups)
         console.print(
@@ -240,7 +326,7 @@ def run_bench(
         if offsets is not None:
             offsets.close()
         box.close()
-    result = _summary(steps, rates, step_seconds, warmup_seconds, devices)
+    result = _summary(steps, rates, step_seconds, warmup_seconds, devices, filled)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     write_section(Path(markdown), START, END, _section(result))
@@ -313,6 +399,7 @@ def _summary(
     step_seconds: float,
     warmup_seconds: float,
     devices: int,
+    filled: int = 0,
 ) -> dict[str, Any]:
     roles = ("simulator", *CONSUMERS)
     best: dict[str, int | None] = {}
@@ -336,6 +423,7 @@ def _summary(
         "held": ({"rate": everyone[-1]["rate"], "step": everyone[-1]} if everyone else None),
         "first_bottleneck": bottleneck,
         "devices": devices,
+        "filled_readings": filled,  # --full-windows: readings of the last 24 h stored first
         "step_seconds": step_seconds,
         "warmup_seconds": warmup_seconds,
         "growth_threshold": GROWTH,
@@ -348,6 +436,7 @@ def _summary(
         "command": (
             f"iotmon bench sustained --rates {rates_arg} --step-seconds {step_seconds:g} "
             f"--warmup-seconds {warmup_seconds:g} --devices {devices}"
+            + (" --full-windows" if filled else "")
         ),
     }
 
@@ -367,7 +456,13 @@ def _section(r: dict[str, Any]) -> str:
         "group's committed offsets against the end offsets, from Kafka; flat = its "
         f"least-squares slope under {r['growth_threshold']:.0%} of the input rate, or the "
         f"lag at the end of the step under {r['lag_ok_s']:g} s of input. Statistics "
-        f"engine: {r.get('engine', 'not recorded')}.",
+        f"engine: {r.get('engine', 'not recorded')}."
+        + (
+            f" Full windows: {r['filled_readings']:,} readings of the last 24 h in PostgreSQL "
+            "before the roles started (processing rebuilt every device's 1 h and 24 h windows)."
+            if r.get("filled_readings")
+            else ""
+        ),
         "",
         "| target/s | produced/s | ingestion/s | processing/s | alerts in/s "
         "| lag slope ing/proc/alerts (/s) | held by |",

@@ -20,6 +20,7 @@ from rich.console import Console
 from iotmon import logging as log
 from iotmon import native
 from iotmon.config import Settings
+from iotmon.memory import tune_malloc
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -1109,6 +1110,9 @@ def bench_sustained(
     step_seconds: Annotated[float, typer.Option(help="watched time per step")] = 300,
     warmup_seconds: Annotated[float, typer.Option(help="settling time per step")] = 20,
     devices: Annotated[int, typer.Option(help="simulated devices")] = 10_000,
+    full_windows: Annotated[
+        bool, typer.Option(help="store every device's last 24 h first (full windows)")
+    ] = False,
     output: Annotated[str, typer.Option(help="results file")] = "bench/results/sustained.json",
     markdown: Annotated[str, typer.Option(help="benchmarks page")] = "BENCHMARKS.md",
 ) -> None:
@@ -1130,6 +1134,7 @@ def bench_sustained(
             output=output,
             markdown=markdown,
             console=console,
+            full_windows=full_windows,
         )
     except RuntimeError as exc:
         raise _fail(str(exc)) from exc
@@ -1156,4 +1161,5 @@ def _bench_module(name: str) -> Any:
 
 def main() -> None:  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    tune_malloc()  # before any thread allocates
     app()

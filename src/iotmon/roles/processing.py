@@ -28,6 +28,7 @@ from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, con
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.cache import keys
 from iotmon.db.pool import connect_retrying
+from iotmon.memory import release_memory
 from iotmon.profiles.sensors import Ranges, SensorTypes
 from iotmon.readings.models import Col, Reason, Row, limits_from, parse_many
 from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
@@ -56,6 +57,9 @@ SYSTEM_INTERVAL_S = 1.0
 QUIET_REFRESH_S = 60.0
 CONFIG_RELOAD_S = 10.0
 ROLLUP_INTERVAL_S = 300.0
+# malloc's free pages back to the system this often (memory.release_memory): the windows and
+# each batch's rows churn, and a role that was behind otherwise kept its peak
+TRIM_INTERVAL_S = 60.0
 ACTIVE_AFTER_S = 300.0
 
 
@@ -232,6 +236,7 @@ class ProcessingRole:
         )
         consumer.subscribe([self.topic], on_assign=self._on_assign)
         last_flush = last_system = last_reload = last_rollup = 0.0
+        last_trim = time.monotonic()
         try:
             while not stop.is_set():
                 msgs = consume_available(consumer, 5000, 0.2)
@@ -265,6 +270,10 @@ class ProcessingRole:
                 if mono - last_rollup >= ROLLUP_INTERVAL_S:
                     self._rollup()
                     last_rollup = mono
+                if mono - last_trim >= TRIM_INTERVAL_S:
+                    release_memory()
+                    last_trim = time.monotonic()
+                    logger.debug("malloc trimmed", took_ms=round((last_trim - mono) * 1000, 1))
         finally:
             self.flush(producer, consumer)
             producer.flush(10)
