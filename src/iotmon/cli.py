@@ -20,7 +20,7 @@ from rich.console import Console
 from iotmon import logging as log
 from iotmon import native
 from iotmon.config import Settings
-from iotmon.memory import tune_malloc
+from iotmon.malloc import tune_malloc
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -28,7 +28,7 @@ from iotmon.bus import OFFSET_BEGINNING, Consumer, Producer, TopicPartition, con
 from iotmon.bus.pipeline import DeadLetters, Reasons, Rejection, decode_batch, skipped
 from iotmon.cache import keys
 from iotmon.db.pool import connect_retrying
-from iotmon.memory import release_memory
+from iotmon.malloc import release_memory
 from iotmon.profiles.sensors import Ranges, SensorTypes
 from iotmon.readings.models import Col, Reason, Row, limits_from, parse_many
 from iotmon.realtime.publish import Encoder, LivePublisher, WatchedRooms
@@ -57,7 +57,7 @@ SYSTEM_INTERVAL_S = 1.0
 QUIET_REFRESH_S = 60.0
 CONFIG_RELOAD_S = 10.0
 ROLLUP_INTERVAL_S = 300.0
-# malloc's free pages back to the system this often (memory.release_memory): the windows and
+# malloc's free pages back to the system this often (malloc.release_memory): the windows and
 # each batch's rows churn, and a role that was behind otherwise kept its peak
 TRIM_INTERVAL_S = 60.0
 ACTIVE_AFTER_S = 300.0

@@ -1,4 +1,4 @@
-"""malloc tuning (iotmon/memory.py): applied at start where malloc is glibc's, left to the
+"""malloc tuning (iotmon/malloc.py): applied at start where malloc is glibc's, left to the
 operator when MALLOC_ARENA_MAX is set, and never an error."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from iotmon import memory
+from iotmon import malloc
 
-PROBE = "from iotmon import memory; print(memory.tune_malloc()); memory.release_memory()"
+PROBE = "from iotmon import malloc; print(malloc.tune_malloc()); malloc.release_memory()"
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 
@@ -41,5 +41,5 @@ def test_the_iotmon_command_enters_through_main() -> None:
 
 
 def test_release_memory_is_harmless_anywhere() -> None:
-    memory.release_memory()
-    memory.release_memory()
+    malloc.release_memory()
+    malloc.release_memory()
