@@ -231,6 +231,37 @@ def fill_windows(url: str, devices: int, console: Console) -> int:
     return len(specs) * per_device
 
 
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _wait_rebuilt(
+    port: int, proc: subprocess.Popen[bytes], devices: int, timeout: float = 900
+) -> dict[str, Any]:
+    """Wait until processing has every device's state (its rebuild from PostgreSQL, on its
+    partitions' assignment, is done): how long from now, and its peak RSS so far."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the processing role exited with {proc.returncode}")
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            text = ""
+        for line in text.splitlines():
+            if line.startswith("iotmon_processing_devices ") and float(line.split()[1]) >= devices:
+                return {
+                    "seconds": round(time.monotonic() - started, 1),
+                    "processing_peak_mib": round(_peak_rss_mib(proc.pid), 1),
+                }
+        time.sleep(1.0)
+    raise RuntimeError(f"processing did not rebuild {devices:,} devices within {timeout:g} s")
+
+
 def _wait_healthy(
     ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]], timeout: float = 120
 ) -> None:
@@ -274,16 +305,21 @@ def run_bench(
     steps: list[dict[str, Any]] = []
     down: set[str] = set()  # consumers that fell behind at some step
     filled = 0
+    rebuild: dict[str, Any] | None = None
     try:
         if full_windows:
             filled = fill_windows(env["IOTMON_DATABASE_URL"], devices, console)
         for role in ROLES:
             procs[role] = _start(role, env, ports[role], logs)
-        # processing rebuilds its windows from PostgreSQL before it answers
-        _wait_healthy({r: ports[r] for r in ROLES}, procs, 600 if full_windows else 120)
+        _wait_healthy({r: ports[r] for r in ROLES}, procs)
         if full_windows:
-            rss = {r: round(_rss_mib(procs[r].pid)) for r in ROLES}
-            console.print(f"  {filled:,} readings of the last 24 h rebuilt; RSS MiB {rss}")
+            rebuild = _wait_rebuilt(ports["processing"], procs["processing"], devices)
+            rebuild["rss_mib"] = {r: round(_rss_mib(procs[r].pid), 1) for r in ROLES}
+            console.print(
+                f"  processing rebuilt {devices:,} devices' windows from {filled:,} readings"
+                f" in {rebuild['seconds']:.0f} s (peak RSS {rebuild['processing_peak_mib']:,.0f}"
+                f" MiB); RSS MiB now {rebuild['rss_mib']}"
+            )
         groups = {role: box.env[f"IOTMON_{role.upper()}_GROUP"] for role in CONSUMERS}
         offsets = Offsets(settings.kafka_bootstrap, box.prefix, groups)
         console.print(
@@ -327,6 +363,7 @@ def run_bench(
             offsets.close()
         box.close()
     result = _summary(steps, rates, step_seconds, warmup_seconds, devices, filled)
+    result["rebuild"] = rebuild
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     write_section(Path(markdown), START, END, _section(result))
@@ -495,6 +532,15 @@ def _section(r: dict[str, Any]) -> str:
         lines.append(
             f"| {s['rate']:,} | " + " | ".join(cells) + f" | {s['machine_busy_pct']:.0f} % |"
         )
+    if r.get("rebuild"):
+        rb = r["rebuild"]
+        lines += [
+            "",
+            f"Processing rebuilt every device's windows from PostgreSQL in {rb['seconds']:g} s "
+            f"before the first step (peak RSS {rb['processing_peak_mib']:,.0f} MiB; RSS then: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in rb["rss_mib"].items())
+            + " MiB).",
+        ]
     best = ", ".join(
         f"{k} {v:,}/s" if v is not None else f"{k} none" for k, v in r["best_per_role"].items()
     )
