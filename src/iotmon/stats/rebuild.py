@@ -8,7 +8,7 @@ from that snapshot and then consuming from those offsets counts every reading on
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator
 from operator import itemgetter
 from typing import Any
 
@@ -93,7 +93,7 @@ def ingestion_offsets(
 
 def _by_device(
     conn: psycopg.Connection[Any], query: str, params: dict[str, Any], name: str
-) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+) -> Generator[tuple[str, list[tuple[Any, ...]]], None, None]:
     """The rows of ``query`` (ordered by device first) a device at a time, streamed from a
     server-side cursor."""
     with conn.cursor(name=name) as cur:
