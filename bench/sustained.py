@@ -71,10 +71,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_mib(pid: int) -> float:
+def _rss_mib(pid: int, field: str = "VmRSS:") -> float:
+    """RSS now, or with ``field="VmHWM:"`` the peak so far."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -177,7 +178,12 @@ def fill_windows(url: str, devices: int, console: Console) -> int:
     first = now - now % b24 - 86_400 + b24
     zs = spread(FILL_PER_BUCKET)
     step = b24 / FILL_PER_BUCKET
-    per_device = 92 * FILL_PER_BUCKET + 60
+    stamps = [  # the same instants for every device
+        datetime.fromtimestamp(t, UTC)
+        for t in [first + b * b24 + k * step for b in range(92) for k in range(FILL_PER_BUCKET)]
+        + [now - 3600 + m * 60 + 30 for m in range(60)]
+    ]
+    per_device = len(stamps)
     with psycopg.connect(url, autocommit=True) as conn:
         days = {datetime.fromtimestamp(t, UTC).date() for t in (first, now)}
         partitions.ensure(conn, days)
@@ -217,26 +223,21 @@ def fill_windows(url: str, devices: int, console: Console) -> int:
                         centre = (d.normal_min + d.normal_max) / 2
                         sd = (d.normal_max - d.normal_min) * 0.03
                         values = [centre + z * sd for z in zs]
-                        row = [d.device_id, None, d.sensor_type, 0.0, d.unit, d.location, "active"]
-                        times = [
-                            first + b * b24 + k * step
-                            for b in range(92)
-                            for k in range(FILL_PER_BUCKET)
-                        ] + [now - 3600 + m * 60 + 30 for m in range(60)]
-                        for j, t in enumerate(times):
-                            row[1] = datetime.fromtimestamp(t, UTC)
-                            row[3] = values[j % FILL_PER_BUCKET]
-                            copy.write_row((*row, None))
+                        for j, ts in enumerate(stamps):
+                            copy.write_row(
+                                (
+                                    d.device_id,
+                                    ts,
+                                    d.sensor_type,
+                                    values[j % FILL_PER_BUCKET],
+                                    d.unit,
+                                    d.location,
+                                    "active",
+                                    None,
+                                )
+                            )
                 progress.update(task, completed=min(i + 500, len(specs)) * per_device)
     return len(specs) * per_device
-
-
-def _peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _wait_rebuilt(
@@ -256,16 +257,14 @@ def _wait_rebuilt(
             if line.startswith("iotmon_processing_devices ") and float(line.split()[1]) >= devices:
                 return {
                     "seconds": round(time.monotonic() - started, 1),
-                    "processing_peak_mib": round(_peak_rss_mib(proc.pid), 1),
+                    "processing_peak_mib": round(_rss_mib(proc.pid, "VmHWM:"), 1),
                 }
         time.sleep(1.0)
     raise RuntimeError(f"processing did not rebuild {devices:,} devices within {timeout:g} s")
 
 
-def _wait_healthy(
-    ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]], timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_healthy(ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 120
     waiting = dict(ports)
     while waiting:
         for role, port in list(waiting.items()):
@@ -277,7 +276,7 @@ def _wait_healthy(
             except httpx.HTTPError:
                 pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"not healthy within {timeout:g} s: {', '.join(waiting)}")
+            raise RuntimeError(f"not healthy within 120 s: {', '.join(waiting)}")
         time.sleep(0.5)
 
 

@@ -22,8 +22,7 @@ from .helpers import ingest_config, query, reading
 def _batch(fence: dict[int, int | None], end: dict[int, int]) -> PreparedBatch:
     now = datetime.now(UTC)
     rows = [parse(orjson.dumps(reading(i)), now) for i in range(len(end))]
-    batch = PreparedBatch(rows=rows, rejects=[], messages=[], fence=fence, end=end, started=0.0)
-    return batch
+    return PreparedBatch(rows=rows, rejects=[], messages=[], fence=fence, end=end, started=0.0)
 
 
 def test_a_batch_is_dropped_whole_when_one_of_its_partitions_moved(
