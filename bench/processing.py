@@ -27,7 +27,6 @@ from common import machine, write_section
 from iotmon import native
 from iotmon.devices.models import fleet
 from iotmon.stats.processor import DeviceConfig, Processor
-from iotmon.stats.windows import _bins_of
 
 START, END = "<!-- bench:processing:start -->", "<!-- bench:processing:end -->"
 
@@ -103,11 +102,11 @@ def run_bench(
     fill_s = time.perf_counter() - began
     gc.collect()
     rss_full = vm_rss_mib()
-    buckets = sum(len(st.w1h.buckets) + len(st.w24h.buckets) for st in full.devices.values())
+    buckets = sum(len(st.w1h) + len(st.w24h) for st in full.devices.values())
     bins = sum(
-        len(_bins_of(b).counts)
+        len(b.bins.counts)
         for st in full.devices.values()
-        for b in (*st.w1h.buckets, *st.w24h.buckets)
+        for b in (*st.w1h.thawed(), *st.w24h.thawed())
     )
     del full
     gc.collect()

@@ -107,17 +107,97 @@ def test_a_frozen_bucket_thaws_to_the_same_figures_and_bins(
     assert sorted(back.bins.items()) == sorted(b.bins.items())
 
 
-def test_a_window_keeps_all_but_its_newest_bucket_frozen_and_thaws_for_a_late_reading() -> None:
+def test_a_window_keeps_all_but_its_newest_bucket_frozen_and_takes_a_late_reading() -> None:
     w = Window(3600, 60)
     t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
     for i in range(600):  # ten minutes at 1 Hz
         w.add(t0 + i, 20.0 + i % 7, t0 + i)
-    assert len(w.buckets) == 10
-    assert all(isinstance(b, bytes) for b in list(w.buckets)[:-1])
-    assert isinstance(w.buckets[-1], Bucket)
+    assert len(w) == 10
+    assert len(w.offsets) == 9  # frozen, back to back in one bytearray
+    assert w.live is not None
+    assert w.live.start == t0 + 540
     before = w.stats(t0 + 600, 1).count
     assert w.add(t0 + 30.5, 99.0, t0 + 600)  # late, into the first (frozen) bucket
-    assert isinstance(w.buckets[0], Bucket)
+    assert len(w.offsets) == 9
+    assert w.thawed()[0].n == 61
     s = w.stats(t0 + 600, 1)
     assert s.count == before + 1
     assert s.max == 99.0
+
+
+def test_a_rebuilt_window_takes_its_newest_bucket_live_again() -> None:
+    w = Window(3600, 60)
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
+    for m in range(5):
+        b = Bucket(t0 + 60 * m)
+        b.add(1.0, 10.0 + m)
+        w.add_bucket(b)
+    w.recompute()
+    assert w.live is None
+    assert len(w) == 5
+    assert w.add(t0 + 250, 30.0, t0 + 250)  # the newest rebuilt bucket's minute
+    assert w.live is not None
+    assert w.live.n == 2
+    assert len(w) == 5
+    assert w.stats(t0 + 250, 1).count == 6
+
+
+EVENT = hst.one_of(
+    # (kind, minute of the reading or bucket, seconds into it, value, minutes the clock moves on)
+    hst.tuples(
+        hst.just("add"),
+        hst.integers(0, 150),
+        hst.integers(0, 59),
+        hst.one_of(hst.floats(-1e4, 1e4, allow_nan=False), hst.just(0.0)),
+        hst.integers(0, 3),
+    ),
+    hst.tuples(
+        hst.just("bucket"),
+        hst.integers(0, 150),
+        hst.integers(0, 59),
+        hst.floats(0.5, 1e3, allow_nan=False),
+        hst.just(0),
+    ),
+)
+
+
+@given(hst.lists(EVENT, max_size=120))
+def test_a_window_is_exact_whatever_order_its_buckets_come_in(
+    events: list[tuple[str, int, int, float, int]],
+) -> None:
+    """Readings in order, late, into gaps, past expiry, and buckets adopted from a rebuild in
+    between: the window's buckets, totals and sketch are what its readings make them."""
+    w = Window(3600, 60)
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
+    clock = 0
+    kept: dict[float, list[float]] = {}  # bucket start -> its values
+    for kind, minute, second, v, step in events:
+        clock = max(clock, minute)
+        now = t0 + 60 * clock + 59
+        t = t0 + 60 * minute + second
+        start = t0 + 60 * minute
+        if kind == "bucket":
+            b = Bucket(start)
+            b.add(float(second), v)
+            w.add_bucket(b)
+            kept[start] = [v]  # adopted in place of what the window had there
+            w.recompute()
+        elif w.add(t, v, now):
+            kept.setdefault(start, []).append(v)
+        clock += step
+    now = t0 + 60 * clock + 59
+    first = w.start(now)
+    values = [v for start, vs in sorted(kept.items()) if start >= first for v in vs]
+    s = w.stats(now, 1)
+    assert s.count == len(values) == w.sketch.count
+    starts = [b.start for b in w.thawed()]
+    assert starts == sorted(k for k in kept if k >= first)
+    assert sum(b.n for b in w.thawed()) == len(values)
+    if values:
+        assert s.min == min(values)
+        assert s.max == max(values)
+        assert s.avg == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
+        merged = Sketch()
+        for b in w.thawed():
+            merged.merge_bins(b.bins)
+        assert merged.bins == w.sketch.bins
