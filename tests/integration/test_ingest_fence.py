@@ -50,12 +50,12 @@ def test_a_batch_is_dropped_whole_when_one_of_its_partitions_moved(
         conn = ingestor.conn
         partitions.ensure(conn, {r[1].date() for r in stale.rows})
         with pytest.raises(FencedError):
-            ingestor._commit(conn, stale, {}, isolating=False)
+            ingestor._commit(conn, stale, {}, set(), isolating=False)
         assert query(url, "SELECT count(*) FROM sensor_readings") == [(0,)]
         assert query(url, stored, key) == [(0, None), (1, 5), (2, None)]
 
         current = _batch({0: None, 1: 5, 2: None}, {0: 1, 1: 6, 2: 1})
-        ingestor._commit(conn, current, {}, isolating=False)
+        ingestor._commit(conn, current, {}, set(), isolating=False)
         assert query(url, "SELECT count(*) FROM sensor_readings") == [(3,)]
         assert query(url, stored, key) == [(0, 1), (1, 6), (2, 1)]
     finally:

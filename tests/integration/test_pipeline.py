@@ -11,7 +11,7 @@ from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.roles.runtime import Services
 from iotmon.roles.simulator import SimulatorRole
-from tests.integration.helpers import drain, produce_readings, query
+from tests.integration.helpers import drain, produce_readings, query, read_topic
 
 
 async def test_simulated_readings_are_stored_exactly_once(
@@ -56,6 +56,15 @@ async def test_simulated_readings_are_stored_exactly_once(
     # The stored offsets are where the topic ends.
     offsets = query(url, 'SELECT "partition", next_offset FROM ingest_offsets ORDER BY 1')
     assert [o for _, o in offsets] == ends
+    # Which partition each device's readings came through, as Kafka has them: what a
+    # processing member rebuilds its share of the fleet from.
+    topic = settings.topic("sensors-data")
+    taken = read_topic(kafka_bus, topic, len(produced))
+    assert len(taken) == len(produced)
+    mapped = query(url, 'SELECT device_id, "partition", topic, bus_id FROM device_partitions')
+    assert {(d, p) for d, p, _, _ in mapped} == {(m.key().decode(), m.partition()) for m in taken}
+    assert {(t, b) for _, _, t, b in mapped} == {(topic, kafka_bus.bus_id)}
+    assert len({d for d, _, _, _ in mapped}) == 50  # keyed by device: one partition each
 
 
 async def test_a_second_run_stores_nothing_twice(settings: Settings, kafka_bus: KafkaBus) -> None:

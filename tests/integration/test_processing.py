@@ -18,6 +18,8 @@ from iotmon.bus.kafka import KafkaBus
 from iotmon.config import Settings
 from iotmon.roles.processing import ProcessingRole
 from iotmon.roles.runtime import Services
+from iotmon.stats import rebuild as rebuild_mod
+from iotmon.stats.processor import Processor
 from tests.integration.helpers import drain, query
 
 
@@ -319,3 +321,171 @@ def test_configurations_reload_when_anyone_changes_them(
     role._reload_configs()
     assert role.processor.configs["device-001"].alert_max is None
     role.redis.close()
+
+
+def test_a_rebuild_cut_off_halfway_starts_again_and_counts_everything_once(
+    settings: Settings, kafka_bus: KafkaBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL drops processing's connection while the rebuild streams its cursors (after
+    the second device): the rebuild starts again from a clean slate and ends with the windows
+    an undisturbed rebuild builds, no device counted twice or left half-built."""
+    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    devices = [f"cut-{k}" for k in range(6)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO sensor_readings (device_id, "timestamp", sensor_type, value, unit)
+            SELECT d, now() - interval '300 seconds' - i * interval '11 seconds',
+                   'temperature', 20 + (i %% 37) * 0.5 + length(d), 'celsius'
+            FROM unnest(%s::text[]) AS d, generate_series(0, 599) AS i
+            """,
+            (devices,),
+        )
+    role = ProcessingRole(
+        Services(
+            settings=settings,
+            bus=kafka_bus,
+            database_url=url,
+            redis_url=settings.redis_url.get_secret_value(),  # type: ignore[union-attr]
+        )
+    )
+    role._rebuild([0, 1, 2])
+    undisturbed = {d: role.processor.devices[d] for d in devices}
+
+    real, cut = rebuild_mod._by_device, []
+
+    def cutting(conn: psycopg.Connection, query: str, params: dict, name: str):  # type: ignore[no-untyped-def,type-arg]
+        for i, item in enumerate(real(conn, query, params, name)):
+            yield item
+            if i == 1 and not cut:
+                with psycopg.connect(url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+                cut.append(name)
+
+    monkeypatch.setattr(rebuild_mod, "_by_device", cutting)
+    role._rebuild([0, 1, 2])
+    assert cut, "the connection was never cut"
+    now = time.time()
+    for d in devices:
+        got, want = role.processor.devices[d], undisturbed[d]
+        assert got is not want  # built again
+        for window in ("w1h", "w24h"):
+            a = getattr(got, window).stats(now, 1.0).as_dict()
+            b = getattr(want, window).stats(now, 1.0).as_dict()
+            assert a == b, (d, window)
+        assert got.w24h.stats(now, 1.0).count == 600
+
+
+def test_a_member_rebuilds_the_devices_of_its_own_partitions(settings: Settings) -> None:
+    """Readings stored through partitions 0 and 1 (device_partitions, as ingestion maps them),
+    and one device stored before the mapping existed: a member that owns partition 0 rebuilds
+    its device only; one that owns every partition ingestion stored from rebuilds all three."""
+    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO sensor_readings (device_id, "timestamp", sensor_type, value, unit)
+            SELECT d, now() - i * interval '7 seconds', 'temperature', 21.5, 'celsius'
+            FROM unnest(ARRAY['on-0', 'on-1', 'legacy']) AS d, generate_series(1, 50) AS i
+            """
+        )
+        conn.execute(
+            'INSERT INTO device_partitions (bus_id, topic, device_id, "partition")'
+            " VALUES ('bus', 'topic', 'on-0', 0), ('bus', 'topic', 'on-1', 1),"
+            " ('other-bus', 'topic', 'legacy', 0)"
+        )
+        conn.execute(
+            'INSERT INTO ingest_offsets (bus_id, group_id, topic, "partition", next_offset)'
+            " VALUES ('bus', 'g', 'topic', 0, 60), ('bus', 'g', 'topic', 1, 40)"
+        )
+
+    def rebuilt(partitions: list[int] | None) -> dict[str, int]:
+        proc = Processor({})
+        with psycopg.connect(url) as conn:
+            offsets = rebuild_mod.rebuild(
+                conn,
+                proc,
+                now=time.time(),
+                bus_id="bus",
+                ingestion_group="g",
+                topic="topic",
+                partitions=partitions,
+            )
+        assert offsets == {0: 60, 1: 40}
+        now = time.time()
+        return {d: st.w24h.count(now) for d, st in proc.devices.items()}
+
+    assert rebuilt([0]) == {"on-0": 50}
+    assert rebuilt([1, 2]) == {"on-1": 50}
+    assert rebuilt([2]) == {}
+    everything = {"on-0": 50, "on-1": 50, "legacy": 50}
+    assert rebuilt([0, 1]) == everything
+    assert rebuilt([0, 1, 2]) == everything
+    assert rebuilt(None) == everything
+
+
+async def test_two_members_share_the_fleet_and_the_key_figures(
+    settings: Settings, kafka_bus: KafkaBus
+) -> None:
+    """Two processing members in one group (as the Helm chart runs them): each holds the
+    devices of its own partitions only (rebuilt and live), every device's statistics equal a
+    recomputation from PostgreSQL, and the key figures count the whole fleet, not a share."""
+    settings = settings.model_copy(update={"stats_interval_s": 0.0})
+    tag = uuid.uuid4().hex[:6]
+    devices = [f"pair-{tag}-{k}" for k in range(12)]
+    topic = settings.topic("sensors-data")
+    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    r = redis.Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    now = datetime.now(UTC)
+    history = produce_spread(
+        kafka_bus,
+        topic,
+        devices,
+        start=now - timedelta(minutes=30),
+        seconds=25 * 60,
+        per_device=100,
+        base=40,
+    )
+    await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
+    a = await asyncio.to_thread(Running, settings, kafka_bus)
+    b = await asyncio.to_thread(Running, settings, kafka_bus)
+    try:
+        deadline = time.monotonic() + 60
+        while sorted(a.role.partitions + b.role.partitions) != [0, 1, 2] or not (
+            a.role.partitions and b.role.partitions
+        ):
+            assert time.monotonic() < deadline, (a.role.partitions, b.role.partitions)
+            await asyncio.sleep(0.2)
+        live = produce_spread(
+            kafka_bus,
+            topic,
+            devices,
+            start=datetime.now(UTC) - timedelta(seconds=60),
+            seconds=55,
+            per_device=50,
+            base=45,
+        )
+        await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
+        deadline = time.monotonic() + 60
+        while a.role.processed + b.role.processed < live:
+            assert time.monotonic() < deadline, (a.role.processed, b.role.processed)
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.5)  # a flush of each, the key figures included
+        mapped = dict(query(url, 'SELECT device_id, "partition" FROM device_partitions'))
+        held_a, held_b = set(a.role.processor.devices), set(b.role.processor.devices)
+        assert not held_a & held_b
+        assert held_a | held_b == set(devices)
+        assert {mapped[d] for d in held_a} <= set(a.role.partitions)
+        assert {mapped[d] for d in held_b} <= set(b.role.partitions)
+        check_against_database(r, url, devices)
+        figures = orjson.loads(r.get("system:metrics"))  # type: ignore[arg-type]
+        assert figures["dataPointsLastHour"] == history + live
+        assert figures["activeDevices"] == len(devices)
+    finally:
+        await asyncio.to_thread(a.close)
+        await asyncio.to_thread(b.close)
+        r.delete(
+            *[f"device:{d}:{k}" for d in devices for k in ("current", "stats:1h", "stats:24h")]
+        )
+    left = set(r.hkeys("system:metrics:members"))  # type: ignore[arg-type]
+    assert not left & {a.role.member.encode(), b.role.member.encode()}  # both said goodbye

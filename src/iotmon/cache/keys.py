@@ -8,6 +8,7 @@ LAST_SEEN = "devices:last_seen"  # sorted set: device -> last reading's unix tim
 SYSTEM_METRICS = "system:metrics"  # JSON: the key figures
 ACTIVE_ALERTS = "alerts:active"  # hash: alert id -> the open alert's JSON
 PROCESSING_SYNCED = "live:state:synced"  # gone with Redis's data: processing rewrites all
+PROCESSING_MEMBERS = "system:metrics:members"  # hash: processing member -> its share (JSON)
 
 CURRENT_TTL_S = 3600
 STATS_TTL_S = 86400

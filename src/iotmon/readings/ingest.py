@@ -133,6 +133,8 @@ class PreparedBatch:
     device_ids: set[str] = field(default_factory=set)
     oldest_at: datetime | None = None
     newest_at: datetime | None = None
+    # (device id, partition) of every row: processing rebuilds a member's partitions from it
+    pairs: set[tuple[str, int]] = field(default_factory=set)
 
 
 class _Writer:
@@ -207,6 +209,7 @@ class Ingestor:
         self._to_commit: dict[int, int] = {}
         self._commit_lock = threading.Lock()
         self._known_devices: set[str] = set()
+        self._known_pairs: set[tuple[str, int]] = set()  # in device_partitions
         self._known_days: set[date] = set()
         # The size of the next batch: small after an assignment, doubling up to batch_size,
         # so the first rows are stored while the rest of the backlog is still being fetched
@@ -227,6 +230,14 @@ class Ingestor:
             self._conn.execute("SET synchronous_commit = off")
             self._known_devices = {
                 r[0] for r in self._conn.execute("SELECT device_id FROM devices").fetchall()
+            }
+            self._known_pairs = {
+                (d, p)
+                for d, p in self._conn.execute(
+                    'SELECT device_id, "partition" FROM device_partitions'
+                    " WHERE bus_id = %s AND topic = %s",
+                    (self.bus.bus_id, self.config.topic),
+                ).fetchall()
             }
             self._known_days = partitions.existing(self._conn)
         return self._conn
@@ -327,6 +338,7 @@ class Ingestor:
         fence = self._fence
         if any(p not in fence or (fence[p] or 0) > off for p, off in first.items()):
             messages = self._drop_stale(messages)
+            parts = list(map(_partition, messages))
             first, last = {}, {}
             for m in messages:
                 p = cast(int, m.partition())
@@ -354,6 +366,9 @@ class Ingestor:
         rows, rejected = decode_batch(
             lambda rs: parse_many(rs, now, limits), cast(list[bytes], raws)
         )
+        if rejected:  # row i came from the i-th message not rejected
+            bad = {i for i, _ in rejected}
+            parts = [p for i, p in enumerate(parts) if i not in bad]
         batch = PreparedBatch(
             rows=rows,
             rejects=[(messages[i], rej) for i, rej in rejected],
@@ -364,6 +379,7 @@ class Ingestor:
             device_ids=set(map(_device, rows)),
             oldest_at=min(map(_ts, rows), default=None),
             newest_at=max(map(_ts, rows), default=None),
+            pairs=set(zip(map(_device, rows), parts, strict=True)),
         )
         fence.update(batch.end)
         return batch
@@ -396,8 +412,9 @@ class Ingestor:
                 self._known_days |= days
         new_ids = batch.device_ids - self._known_devices
         new_devices = {r[0]: r for r in rows if r[0] in new_ids} if new_ids else {}
+        new_pairs = batch.pairs - self._known_pairs
         try:
-            refused = self._commit(conn, batch, new_devices, isolating=False)
+            refused = self._commit(conn, batch, new_devices, new_pairs, isolating=False)
         except Exception as exc:
             if not refused_by_database(exc) or conn.closed:
                 raise
@@ -405,12 +422,13 @@ class Ingestor:
             # each part in a savepoint, halving down to the rows it refuses (dead-lettered).
             # Savepoints only then: the common path is one plain COPY.
             logger.warning("batch refused by PostgreSQL; isolating the rows", error=str(exc)[:300])
-            refused = self._commit(conn, batch, new_devices, isolating=True)
+            refused = self._commit(conn, batch, new_devices, new_pairs, isolating=True)
         # Durable. The reader tells the bus too (for lag monitoring only: never read back);
         # consumers are not to be shared across threads.
         with self._commit_lock:
             self._durable.update(batch.end)
             self._to_commit.update(batch.end)
+        self._known_pairs |= new_pairs
         if new_devices:
             self._known_devices |= new_devices.keys()
             self.stats.registered += len(new_devices)
@@ -439,10 +457,12 @@ class Ingestor:
         conn: psycopg.Connection[Any],
         batch: PreparedBatch,
         new_devices: dict[str, Row],
+        new_pairs: set[tuple[str, int]],
         *,
         isolating: bool,
     ) -> list[tuple[Row, BaseException]]:
-        """One transaction: move the offsets (fenced), register new devices, COPY the rows.
+        """One transaction: move the offsets (fenced), register new devices and the partitions
+        new devices came through, COPY the rows.
         ``isolating``: in savepoints, leaving out (and dead-lettering) what PostgreSQL refuses."""
         rows, parts = batch.rows, list(batch.end)
         refused: list[tuple[Row, BaseException]] = []
@@ -460,6 +480,8 @@ class Ingestor:
                     )
                 if new_devices:
                     self._register(cur, new_devices, isolating=isolating)
+                if new_pairs:
+                    self._map_partitions(cur, new_pairs)
                 if rows and isolating:
                     refused = self._copy_isolating(cur, rows)
                     if refused:
@@ -541,6 +563,20 @@ class Ingestor:
         for (device_id, _), exc in result.refused:
             new_devices.pop(device_id, None)
             logger.warning("device not registered", device=device_id, error=str(exc)[:300])
+
+    def _map_partitions(self, cur: psycopg.Cursor[Any], pairs: set[tuple[str, int]]) -> None:
+        """Which partition each device's readings came through (device_partitions)."""
+        cur.execute(
+            'INSERT INTO device_partitions (bus_id, topic, device_id, "partition")'
+            " SELECT %s, %s, d, p FROM unnest(%s::text[], %s::int[]) AS v(d, p)"
+            " ON CONFLICT DO NOTHING",
+            (
+                self.bus.bus_id,
+                self.config.topic,
+                [d for d, _ in pairs],
+                [p for _, p in pairs],
+            ),
+        )
 
     def _dead_letter_rows(
         self, batch: PreparedBatch, refused: list[tuple[Row, BaseException]]

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +66,39 @@ TRIM_INTERVAL_S = 60.0
 ACTIVE_AFTER_S = 300.0
 
 
+# Each member of the processing group publishes its share of the key figures (the devices of
+# its partitions) every SYSTEM_INTERVAL_S; the fleet's figures are the sum of the shares
+# published in the last MEMBER_FRESH_S. A share older than MEMBER_STALE_S (a member gone
+# without a goodbye) is removed.
+MEMBER_FRESH_S = 5.0
+MEMBER_STALE_S = 60.0
+
+
+def combine_shares(
+    members: dict[bytes, bytes], me: str, mine: dict[str, Any], now: float
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The fresh shares of every member (this one's as just computed) and the stale fields.
+    A share that does not parse (written by someone else) counts as stale."""
+    shares, stale = [mine], []
+    for field, raw in members.items():
+        if field.decode(errors="replace") == me:
+            continue
+        try:
+            share = orjson.loads(raw)
+            at = float(share["at"])
+            ok = all(
+                isinstance(share[k], int) and share[k] >= 0 for k in ("devices", "active", "points")
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            ok, at = False, 0.0
+        age = now - at  # a share from the future (a clock far ahead) is stale too
+        if not ok or not -MEMBER_STALE_S <= age <= MEMBER_STALE_S:
+            stale.append(field)
+        elif abs(age) <= MEMBER_FRESH_S:
+            shares.append(share)
+    return shares, stale
+
+
 class ProcessingRole:
     name = "processing"
 
@@ -103,18 +139,24 @@ class ProcessingRole:
         self.processed = 0
         self.candidates = 0
         self._positions: dict[int, int] = {}
+        self.partitions: list[int] = []  # of the topic, assigned to this member
         self._configs_fingerprint: str | None = None  # of the configurations last loaded
         self._stop = threading.Event()
+        # this member's field in keys.PROCESSING_MEMBERS
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # --- assignment: rebuild, then seek to ingestion's offsets ---
     def _on_assign(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         started = time.perf_counter()
-        offsets = self._rebuild()
+        self._positions = {}  # commit only what this member consumes now
+        self.partitions = sorted({tp.partition for tp in tps})
+        offsets = self._rebuild(self.partitions)
         self._configs_fingerprint = None  # the rebuild loaded them; the next reload checks
         gc.freeze()  # the rebuilt windows: out of the collector's way (tune_gc)
         logger.info(
             "state rebuilt from PostgreSQL",
             devices=len(self.processor.devices),
+            partitions=self.partitions,
             offsets=offsets,
             seconds=round(time.perf_counter() - started, 3),
         )
@@ -126,8 +168,10 @@ class ProcessingRole:
             )
         return out
 
-    def _rebuild(self) -> dict[int, int | None]:
-        """Rebuild from PostgreSQL, retrying while it is away. Should the rebuild itself fail
+    def _rebuild(self, partitions: list[int]) -> dict[int, int | None]:
+        """Rebuild the devices of ``partitions`` (the member's assignment: each member of a
+        group holds its share of the fleet, and writes the statistics of no other member's
+        devices) from PostgreSQL, retrying while it is away. Should the rebuild itself fail
         on what is stored (a row nobody foresaw), processing starts without history at
         ingestion's offsets rather than not at all: the windows fill up again as readings
         arrive, and the error is logged with what to look at."""
@@ -149,6 +193,7 @@ class ProcessingRole:
                         bus_id=self.services.bus.bus_id,
                         ingestion_group=self.services.settings.ingestion_group,
                         topic=self.topic,
+                        partitions=partitions,
                     )
             except (psycopg.OperationalError, OSError) as exc:
                 if self._stop.is_set():  # stopping anyway: nothing will be consumed
@@ -276,6 +321,8 @@ class ProcessingRole:
                     logger.debug("malloc trimmed", took_ms=round((last_trim - mono) * 1000, 1))
         finally:
             self.flush(producer, consumer)
+            with contextlib.suppress(redis.RedisError):  # its devices move to the others
+                self.redis.hdel(keys.PROCESSING_MEMBERS, self.member)
             producer.flush(10)
             dead.close()
             consumer.close()
@@ -421,18 +468,38 @@ class ProcessingRole:
         return lost
 
     def system_metrics(self, now: float) -> dict[str, Any]:
+        """The key figures of the whole fleet: this member's share of the devices, and the
+        shares the other members of the group published in the last MEMBER_FRESH_S."""
         proc = self.processor
-        active = sum(1 for st in proc.devices.values() if now - st.timestamp <= ACTIVE_AFTER_S)
+        mine = {
+            "devices": len(proc.devices),
+            "active": sum(
+                1 for st in proc.devices.values() if now - st.timestamp <= ACTIVE_AFTER_S
+            ),
+            "points": sum(st.w1h.count(now) for st in proc.devices.values()),
+            "at": now,
+        }
+        alerts, shares = 0, [mine]
         try:
-            alerts = int(self.redis.hlen(keys.ACTIVE_ALERTS))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hlen(keys.ACTIVE_ALERTS)
+            pipe.hset(keys.PROCESSING_MEMBERS, self.member, orjson.dumps(mine))
+            pipe.expire(keys.PROCESSING_MEMBERS, int(MEMBER_STALE_S))
+            pipe.hgetall(keys.PROCESSING_MEMBERS)
+            alerts, _, _, members = pipe.execute()
+            shares, stale = combine_shares(members, self.member, mine, now)
+            if stale:
+                self.redis.hdel(keys.PROCESSING_MEMBERS, *stale)
         except redis.RedisError:
-            alerts = 0
-        total = max(len(proc.configs), len(proc.devices))
+            pass
+        devices = sum(int(x["devices"]) for x in shares)
+        active = sum(int(x["active"]) for x in shares)
+        total = max(len(proc.configs), devices)
         return {
             "totalDevices": total,
             "activeDevices": active,
-            "activeAlertsCount": alerts,
-            "dataPointsLastHour": sum(st.w1h.count(now) for st in proc.devices.values()),
+            "activeAlertsCount": int(alerts),
+            "dataPointsLastHour": sum(int(x["points"]) for x in shares),
             "systemHealth": "healthy" if active == total else "degraded",
             "timestamp": iso_utc(),
         }

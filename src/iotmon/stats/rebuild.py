@@ -8,7 +8,7 @@ from that snapshot and then consuming from those offsets counts every reading on
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -29,7 +29,7 @@ FROM (SELECT device_id, value, date_bin(%(bucket)s, "timestamp", 'epoch') AS b,
              extract(epoch FROM "timestamp" - date_bin(%(bucket)s, "timestamp", 'epoch'))::float8
              AS u
             FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
-       AND value BETWEEN -%(bound)s AND %(bound)s) r
+       AND value BETWEEN -%(bound)s AND %(bound)s{owned}) r
 GROUP BY device_id, b
 ORDER BY device_id, b
 """
@@ -40,22 +40,28 @@ SELECT device_id, extract(epoch FROM date_bin(%(bucket)s, "timestamp", 'epoch'))
        CASE WHEN abs(value) > 1e-9 THEN ceil(ln(abs(value)) / %(gamma_ln)s)::int ELSE 0 END,
        count(*)
 FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
- AND value BETWEEN -%(bound)s AND %(bound)s
+ AND value BETWEEN -%(bound)s AND %(bound)s{owned}
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2
 """
 
 _OUT_OF_RANGE_SQL = """
 SELECT count(*) FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
- AND NOT value BETWEEN -%(bound)s AND %(bound)s
+ AND NOT value BETWEEN -%(bound)s AND %(bound)s{owned}
 """
 
 _LAST_SQL = """
 SELECT DISTINCT ON (device_id) device_id, extract(epoch FROM "timestamp")::float8, value
 FROM sensor_readings WHERE "timestamp" >= to_timestamp(%(since)s)
- AND value BETWEEN -%(bound)s AND %(bound)s
+ AND value BETWEEN -%(bound)s AND %(bound)s{owned}
 ORDER BY device_id, "timestamp" DESC
 """
+
+# A member that does not own every partition ingestion has stored from rebuilds the devices
+# whose readings came through its own (device_partitions, written by ingestion).
+_OWNED = """
+ AND device_id IN (SELECT device_id FROM device_partitions WHERE bus_id = %(bus_id)s
+                   AND topic = %(topic)s AND "partition" = ANY(%(partitions)s))"""
 
 
 # What a DeviceConfig is built from, in its field order: load_configs reads these and
@@ -111,14 +117,20 @@ def rebuild(
     bus_id: str,
     ingestion_group: str,
     topic: str,
+    partitions: Sequence[int] | None = None,
 ) -> dict[int, int | None]:
     """Fill ``processor`` from the database; return where ingestion stood in each partition
-    (the offsets to consume from), in the same snapshot."""
+    (the offsets to consume from), in the same snapshot. With ``partitions`` (a member's
+    assignment), only the devices whose readings came through them, unless they are every
+    partition ingestion has stored from (then every device, as without)."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         offsets = ingestion_offsets(
             conn, bus_id=bus_id, ingestion_group=ingestion_group, topic=topic
         )
+        owned = "" if partitions is None or set(offsets) <= set(partitions) else _OWNED
+        scope = {"bus_id": bus_id, "topic": topic, "partitions": sorted(partitions or [])}
+        buckets_sql, bins_sql = _BUCKETS_SQL.format(owned=owned), _BINS_SQL.format(owned=owned)
         processor.reconfigure(load_configs(conn))
         for name, shape in processor.new_windows().items():
             params = {
@@ -126,15 +138,16 @@ def rebuild(
                 "since": shape.start(now),
                 "gamma_ln": GAMMA_LN,
                 "bound": ABS_MAX_VALUE,
+                **scope,
             }
             # Device by device, from two server-side cursors in the same order: a device's
             # buckets are built, frozen into its window and dropped before the next device's
             # are read. Fetching each query whole held every bucket of the fleet and the
             # bins' result at once (processing at ~810 MiB after rebuilding full windows of
             # 10,000 devices, kept after: the frozen buckets sat among the freed ones).
-            bins = _by_device(conn, _BINS_SQL, params, "iotmon_rebuild_bins")
+            bins = _by_device(conn, bins_sql, params, "iotmon_rebuild_bins")
             pending = next(bins, None)
-            for device_id, rows in _by_device(conn, _BUCKETS_SQL, params, "iotmon_rebuild"):
+            for device_id, rows in _by_device(conn, buckets_sql, params, "iotmon_rebuild"):
                 buckets: dict[float, Bucket] = {}
                 for _, start, n, s, ss, lo, hi, su, suu, suv in rows:
                     b = Bucket(start)
@@ -151,15 +164,15 @@ def rebuild(
             bins.close()
             for st in processor.devices.values():
                 getattr(st, name).recompute()
-        day = {"since": now - 86400, "bound": ABS_MAX_VALUE}
-        skipped = conn.execute(_OUT_OF_RANGE_SQL, day).fetchone()
+        day = {"since": now - 86400, "bound": ABS_MAX_VALUE, **scope}
+        skipped = conn.execute(_OUT_OF_RANGE_SQL.format(owned=owned), day).fetchone()
         if skipped and skipped[0]:
             logger.warning(
                 "stored readings out of range left out of the statistics",
                 rows=skipped[0],
                 bound=ABS_MAX_VALUE,
             )
-        for device_id, t, v in conn.execute(_LAST_SQL, day):
+        for device_id, t, v in conn.execute(_LAST_SQL.format(owned=owned), day):
             st = processor.state(device_id)
             st.value, st.timestamp, st.status = v, t, st.config.status(v)
             processor.dirty.add(device_id)
