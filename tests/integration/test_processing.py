@@ -89,6 +89,21 @@ def check_against_database(r: redis.Redis, url: str, devices: list[str]) -> None
         assert r.ttl(f"device:{device}:stats:24h") > 86000
 
 
+def scene(
+    settings: Settings, name: str, count: int
+) -> tuple[Settings, list[str], str, str, redis.Redis]:
+    """Settings that write statistics at every flush, ``count`` devices of a fresh name, the
+    readings topic, the database and Redis."""
+    tag = uuid.uuid4().hex[:6]
+    return (
+        settings.model_copy(update={"stats_interval_s": 0.0}),
+        [f"{name}-{tag}-{k}" for k in range(count)],
+        settings.topic("sensors-data"),
+        settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+        redis.Redis.from_url(settings.redis_url.get_secret_value()),  # type: ignore[union-attr]
+    )
+
+
 class Running:
     """The processing role's loop in a thread, as `iotmon run processing` runs it."""
 
@@ -122,12 +137,7 @@ class Running:
 async def test_statistics_equal_a_recomputation_and_survive_a_restart(
     settings: Settings, kafka_bus: KafkaBus
 ) -> None:
-    settings = settings.model_copy(update={"stats_interval_s": 0.0})  # every flush
-    tag = uuid.uuid4().hex[:6]
-    devices = [f"stats-{tag}-{k}" for k in range(3)]
-    topic = settings.topic("sensors-data")
-    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
-    r = redis.Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    settings, devices, topic, url, r = scene(settings, "stats", 3)
     now = datetime.now(UTC)
     # Before the role starts: 3 hours of history, stored by ingestion.
     old = produce_spread(
@@ -430,12 +440,7 @@ async def test_two_members_share_the_fleet_and_the_key_figures(
     """Two processing members in one group (as the Helm chart runs them): each holds the
     devices of its own partitions only (rebuilt and live), every device's statistics equal a
     recomputation from PostgreSQL, and the key figures count the whole fleet, not a share."""
-    settings = settings.model_copy(update={"stats_interval_s": 0.0})
-    tag = uuid.uuid4().hex[:6]
-    devices = [f"pair-{tag}-{k}" for k in range(12)]
-    topic = settings.topic("sensors-data")
-    url = settings.database_url.get_secret_value()  # type: ignore[union-attr]
-    r = redis.Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    settings, devices, topic, url, r = scene(settings, "pair", 12)
     now = datetime.now(UTC)
     history = produce_spread(
         kafka_bus,
