@@ -47,7 +47,7 @@ lint: setup
 test: helm-prefetch lint dashboard-check dashboard infra-up
 	scripts/dashboard.sh browser
 	scripts/helm.sh path  # Helm for tests/deploy: built once from the Go module proxy, then cached
-	$(INFRA_ENV) && $(RUN) iotmon topics create && $(RUN) pytest -ra
+	$(INFRA_ENV) && $(RUN) iotmon topics create && $(RUN) pytest -ra --durations=20
 
 # helm-prefetch: a first Helm build (minutes) runs in the background while lint and the
 # dashboard build go on; `scripts/helm.sh path` in `test` waits for it (a lock, one build at a time)
