@@ -486,6 +486,33 @@ async def test_two_members_share_the_fleet_and_the_key_figures(
         figures = orjson.loads(r.get("system:metrics"))  # type: ignore[arg-type]
         assert figures["dataPointsLastHour"] == history + live
         assert figures["activeDevices"] == len(devices)
+
+        # One member leaves: the other takes every partition, rebuilds the whole fleet at
+        # ingestion's offsets and goes on; nothing is counted twice or lost in the handover.
+        await asyncio.to_thread(b.close)
+        deadline = time.monotonic() + 60
+        while a.role.partitions != [0, 1, 2] or set(a.role.processor.devices) != set(devices):
+            assert time.monotonic() < deadline, a.role.partitions
+            await asyncio.sleep(0.2)
+        before = a.role.processed
+        more = produce_spread(
+            kafka_bus,
+            topic,
+            devices,
+            start=datetime.now(UTC) - timedelta(seconds=20),
+            seconds=15,
+            per_device=20,
+            base=50,
+        )
+        await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
+        deadline = time.monotonic() + 60
+        while a.role.processed - before < more:
+            assert time.monotonic() < deadline, (a.role.processed - before, more)
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.5)
+        check_against_database(r, url, devices)
+        figures = orjson.loads(r.get("system:metrics"))  # type: ignore[arg-type]
+        assert figures["dataPointsLastHour"] == history + live + more
     finally:
         await asyncio.to_thread(a.close)
         await asyncio.to_thread(b.close)
