@@ -461,21 +461,29 @@ async def test_two_members_share_the_fleet_and_the_key_figures(
         ):
             assert time.monotonic() < deadline, (a.role.partitions, b.role.partitions)
             await asyncio.sleep(0.2)
-        live = produce_spread(
-            kafka_bus,
-            topic,
-            devices,
-            start=datetime.now(UTC) - timedelta(seconds=60),
-            seconds=55,
-            per_device=50,
-            base=45,
-        )
-        await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
-        deadline = time.monotonic() + 60
-        while a.role.processed + b.role.processed < live:
-            assert time.monotonic() < deadline, (a.role.processed, b.role.processed)
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2.5)  # a flush of each, the key figures included
+
+        async def feed(members: list[Running], seconds: int, per_device: int) -> int:
+            """Readings of the last ``seconds``, stored, then counted by ``members``; a flush
+            of each after (the key figures included)."""
+            before = sum(m.role.processed for m in members)
+            n = produce_spread(
+                kafka_bus,
+                topic,
+                devices,
+                start=datetime.now(UTC) - timedelta(seconds=seconds),
+                seconds=seconds - 5,
+                per_device=per_device,
+                base=45,
+            )
+            await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
+            deadline = time.monotonic() + 60
+            while sum(m.role.processed for m in members) - before < n:
+                assert time.monotonic() < deadline, [m.role.processed for m in members]
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.5)
+            return n
+
+        live = await feed([a, b], 60, 50)
         mapped = dict(query(url, 'SELECT device_id, "partition" FROM device_partitions'))
         held_a, held_b = set(a.role.processor.devices), set(b.role.processor.devices)
         assert not held_a & held_b
@@ -494,22 +502,7 @@ async def test_two_members_share_the_fleet_and_the_key_figures(
         while a.role.partitions != [0, 1, 2] or set(a.role.processor.devices) != set(devices):
             assert time.monotonic() < deadline, a.role.partitions
             await asyncio.sleep(0.2)
-        before = a.role.processed
-        more = produce_spread(
-            kafka_bus,
-            topic,
-            devices,
-            start=datetime.now(UTC) - timedelta(seconds=20),
-            seconds=15,
-            per_device=20,
-            base=50,
-        )
-        await asyncio.to_thread(drain, settings, kafka_bus, kafka_bus.end_offsets(topic))
-        deadline = time.monotonic() + 60
-        while a.role.processed - before < more:
-            assert time.monotonic() < deadline, (a.role.processed - before, more)
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2.5)
+        more = await feed([a], 20, 20)
         check_against_database(r, url, devices)
         figures = orjson.loads(r.get("system:metrics"))  # type: ignore[arg-type]
         assert figures["dataPointsLastHour"] == history + live + more
